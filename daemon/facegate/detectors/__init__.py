@@ -1,0 +1,1 @@
+"""Face detectors. Use :func:`facegate.detectors.registry.build_detector`."""

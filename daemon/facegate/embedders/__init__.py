@@ -1,0 +1,1 @@
+"""Face embedders. Use :func:`facegate.embedders.registry.build_embedder`."""

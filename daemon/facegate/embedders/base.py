@@ -1,0 +1,25 @@
+"""The embedder interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from facegate.inference.manifest import AlignmentSpec
+from facegate.types import FloatArray, ImageBGR
+
+
+class Embedder(ABC):
+    """Maps aligned face chips to embeddings."""
+
+    #: registry key / DeepFace ``model_name``, e.g. "Dlib"
+    name: str = ""
+    #: identifies the vector space: embeddings of different model ids are never compared
+    model_id: str = ""
+    dim: int = 0
+    alignment: AlignmentSpec
+    thresholds: dict[str, float]
+
+    @abstractmethod
+    def embed(self, chips: Sequence[ImageBGR]) -> FloatArray:
+        """Embeddings ``(N, D)`` float32 for ``N`` BGR chips of the size in ``alignment``."""

@@ -1,0 +1,1 @@
+"""Model runtime: the TFLite interpreter wrapper and model manifests."""

@@ -1,0 +1,51 @@
+"""Shared pytest fixtures. Fixture modules live in tests/fixtures/ and are listed here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegate.types import ImageBGR
+
+pytest_plugins: list[str] = []
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = REPO_ROOT / "daemon" / "facegate" / "samples"
+
+
+def shared_data_dir() -> Path:
+    """``../shared/data`` next to the checkout (CI and developer machines), or $FACEGATE_SHARED_DATA."""
+    env = os.environ.get("FACEGATE_SHARED_DATA")
+    if env:
+        return Path(env)
+    return REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not (path / "pairs.csv").is_file():
+        pytest.skip(f"internal evaluation data not present at {path} (see ../shared/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    return SAMPLES_DIR
+
+
+@pytest.fixture(scope="session")
+def astronaut_bgr() -> ImageBGR:
+    skimage_data = pytest.importorskip("skimage.data")
+    rgb = skimage_data.astronaut()
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+@pytest.fixture(scope="session")
+def coffee_bgr() -> ImageBGR:
+    skimage_data = pytest.importorskip("skimage.data")
+    rgb = skimage_data.coffee()
+    return np.ascontiguousarray(rgb[:, :, ::-1])
