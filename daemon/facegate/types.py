@@ -213,6 +213,45 @@ class MatchResult:
         return self.person_id is not None
 
 
+EventType = Literal["recognized", "unknown", "spoof"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaceAttributes:
+    """Optional per-track analysis, computed once per track."""
+
+    age: float | None = None
+    gender: str | None = None  # "Woman" / "Man" (DeepFace's labels)
+    gender_confidence: float | None = None
+    emotion: str | None = None
+    emotion_confidence: float | None = None
+    liveness: float | None = None  # 0..1, higher = more likely a live face
+
+
+@dataclass(frozen=True, slots=True)
+class FaceEvent:
+    """One decision about one appearance (track) of a face; published once, never retained.
+
+    ``person_id``/``name`` are ``None`` unless ``type == "recognized"``. ``confidence`` is 0..100.
+    """
+
+    event_id: str
+    type: EventType
+    camera: str
+    track_id: int
+    wall: float
+    box: Box
+    frames_voted: int
+    person_id: str | None = None
+    name: str | None = None
+    distance: float | None = None
+    similarity: float | None = None
+    confidence: float | None = None
+    model_id: str = ""
+    attributes: FaceAttributes | None = None
+    snapshot_jpeg: bytes | None = None
+
+
 __all__ = [
     "LANDMARK_NAMES",
     "METRICS",
@@ -220,7 +259,10 @@ __all__ = [
     "Box",
     "Candidate",
     "Embedding",
+    "EventType",
+    "FaceAttributes",
     "FaceDetection",
+    "FaceEvent",
     "FaceQuality",
     "FloatArray",
     "Frame",
