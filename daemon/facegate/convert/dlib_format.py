@@ -7,7 +7,8 @@ The format, as dlib's ``serialize.h`` defines it:
 
 * integers (signed and unsigned, any width) are *packed*: a control byte whose low nibble is the
   number of value bytes that follow (0..8) and whose bit ``0x80`` flags a negative value, then the
-  magnitude in little-endian order. Zero is the single byte ``0x00``.
+  magnitude in little-endian order. dlib writes at least one value byte (zero is ``01 00``) but
+  a control byte of ``00`` also reads as zero.
 * ``bool`` is one ASCII character, ``'1'`` or ``'0'``; ``char``/``unsigned char`` one raw byte.
 * ``float``/``double`` are a ``float_details``: packed int64 mantissa then packed int16 exponent,
   value ``mantissa * 2**exponent``; exponents 32000/32001/32002 mean +inf/-inf/nan. (dlib also
