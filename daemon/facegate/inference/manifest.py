@@ -103,6 +103,10 @@ class ModelManifest(_Strict):
     decoder: dict[str, Any] = Field(default_factory=dict, description="decoder options, validated by the stage")
     alignment: AlignmentSpec | None = None
     embedding_dim: int | None = Field(default=None, gt=0)
+    model_id: str | None = Field(
+        default=None,
+        description="embedders: id of the vector space; variants of one network (fp32, int8) share it",
+    )
     thresholds: dict[str, float] = Field(default_factory=dict, description="default threshold per metric")
     labels: tuple[str, ...] = ()
     default: bool = Field(default=False, description="preferred variant of its family")
