@@ -1,0 +1,437 @@
+"""Per-track decisions: turn per-frame matches into one event per appearance.
+
+Voting (all sums over the votes of one track within the last ``window_s`` seconds)
+---------------------------------------------------------------------------------
+Every observed frame of a track (a face that passed the quality gates and was matched) is a vote:
+
+* for person ``p`` when the matcher named ``p``;
+* for *unknown* when it named nobody and the best distance is beyond the threshold (or the gallery is
+  empty);
+* an abstention when it named nobody although the best distance is within the threshold: the matcher
+  refused because two people were too close (low margin). That is neither a name nor a stranger.
+
+Each vote has a weight ``w = q * (0.5 + 0.5 * s)`` in ``(0, 1]`` where
+
+* ``q = min(1, face_px / full_weight_face_px)``: the inter-ocular distance relative to a comfortable
+  size (a face half that size counts half);
+* ``s = clip(sep / (separation_ref * threshold), 0, 1)``: how clearly the frame was decided. For a
+  person vote ``sep = min(margin, threshold - distance)`` (distance to the runner-up person and to the
+  unknown boundary, whichever is closer); for an unknown vote ``sep = distance - threshold``. A barely
+  decided frame still counts half, a clear one fully.
+
+Label ``L`` (a person, or unknown) wins when, with ``n_L`` its number of votes, ``W_L`` their summed
+weight and ``N_L`` = ``min_frames`` (persons) or ``unknown_frames`` (unknown):
+
+1. ``n_L >= N_L``  (N agreeing frames within the window),
+2. ``W_L >= min_mean_weight * N_L``  (small or barely decided faces need more frames),
+3. ``W_L >= dominance * max(W_other)`` over every other label, unknown included (a track split between
+   two people, or between a person and "unknown", gets no name until one side clearly dominates).
+
+Then, in order: with liveness required, a ``spoof`` verdict emits ``spoof`` and an ``undecided`` one
+waits; a person recognised on the same camera less than ``cooldown_s`` ago is suppressed (the track is
+decided, nothing is emitted); otherwise ``recognized`` / ``unknown`` is emitted. Either way the track
+emits at most one event.
+
+A decided track is re-checked every ``recheck_interval_s`` (the pipeline embeds it again); when
+``split_after`` consecutive re-check votes contradict the decision, :meth:`DecisionEngine.contradicted`
+says so and the pipeline starts a new track (an IoU tracker can hand a spot over from one person to the
+next, e.g. at a door).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from facegate.confidence import confidence_from_distance, similarity_from_distance
+from facegate.errors import ConfigError, FacegateError
+from facegate.tracker import TrackSnapshot
+from facegate.types import (
+    AlignedFace,
+    EventType,
+    FaceAttributes,
+    FaceDetection,
+    FaceEvent,
+    FaceQuality,
+    Frame,
+    MatchResult,
+    Metric,
+)
+
+logger = logging.getLogger(__name__)
+
+LivenessState = Literal["live", "spoof", "undecided"]
+
+
+@runtime_checkable
+class LivenessVerdict(Protocol):
+    """A liveness checker that accumulates evidence per track (blink, motion...).
+
+    ``update`` is called once per frame for every undecided track seen in that frame (``detection`` in
+    ``frame``'s pixels; ``frame.image`` is BGR); ``verdict`` may be asked any time; ``forget`` frees
+    the state of a track that ended.
+    """
+
+    def update(self, track_id: int, detection: FaceDetection, frame: Frame) -> None: ...
+
+    def verdict(self, track_id: int) -> LivenessState: ...
+
+    def forget(self, track_id: int) -> None: ...
+
+
+class OffLiveness:
+    """The "off" checker: never has an opinion.
+
+    Requiring liveness with this checker would block every decision, so :class:`DecisionEngine`
+    refuses that combination.
+    """
+
+    name = "off"
+
+    def update(self, track_id: int, detection: FaceDetection, frame: Frame) -> None:
+        return None
+
+    def verdict(self, track_id: int) -> LivenessState:
+        return "undecided"
+
+    def forget(self, track_id: int) -> None:
+        return None
+
+
+@runtime_checkable
+class Analyzer(Protocol):
+    """Facial attributes of one aligned face (BGR chip), computed once per track at decision time."""
+
+    def analyze(self, face: AlignedFace) -> FaceAttributes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionConfig:
+    """Voting parameters; see the module docstring for the formula."""
+
+    min_frames: int = 3
+    unknown_frames: int = 5
+    window_s: float = 3.0
+    min_mean_weight: float = 0.5
+    dominance: float = 2.0
+    full_weight_face_px: float = 40.0
+    separation_ref: float = 0.25
+    cooldown_s: float = 30.0
+    liveness_required: bool = False
+    recheck_interval_s: float = 0.5
+    split_after: int = 3
+    max_votes: int = 64
+
+    def __post_init__(self) -> None:
+        if self.min_frames < 1 or self.unknown_frames < 1 or self.split_after < 1:
+            raise ConfigError("min_frames, unknown_frames and split_after must be >= 1")
+        if self.max_votes < max(self.min_frames, self.unknown_frames):
+            raise ConfigError("max_votes must be at least min_frames and unknown_frames")
+        if not (self.window_s > 0.0 and self.full_weight_face_px > 0.0 and self.separation_ref > 0.0):
+            raise ConfigError("window_s, full_weight_face_px and separation_ref must be > 0")
+        if not 0.0 <= self.min_mean_weight <= 1.0:
+            raise ConfigError(f"min_mean_weight must be in [0, 1], got {self.min_mean_weight!r}")
+        if not self.dominance >= 1.0:
+            raise ConfigError(f"dominance must be >= 1, got {self.dominance!r}")
+        if not (self.cooldown_s >= 0.0 and self.recheck_interval_s >= 0.0):
+            raise ConfigError("cooldown_s and recheck_interval_s must be >= 0 (0 disables)")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One frame's evidence about a track: the match of its face and the face's size."""
+
+    time: float  # the frame's monotonic seconds
+    person_id: str | None
+    name: str | None
+    distance: float
+    threshold: float
+    margin: float
+    metric: Metric
+    face_px: float  # inter-ocular distance in source pixels
+
+    @classmethod
+    def from_match(cls, match: MatchResult, quality: FaceQuality, time: float) -> Observation:
+        return cls(
+            time=time,
+            person_id=match.person_id,
+            name=match.name,
+            distance=match.distance,
+            threshold=match.threshold,
+            margin=match.margin,
+            metric=match.metric,
+            face_px=quality.face_size,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """An observation reduced to a label (``person_id``, or ``None`` for unknown) and a weight."""
+
+    time: float
+    person_id: str | None
+    name: str | None
+    weight: float
+    distance: float
+    threshold: float
+    metric: Metric
+
+
+def vote_of(obs: Observation, config: DecisionConfig) -> Vote | None:
+    """The vote of one observation, or ``None`` for an abstention (see the module docstring)."""
+    threshold = obs.threshold
+    distance = obs.distance
+    if obs.person_id is not None:
+        margin = obs.margin if math.isfinite(obs.margin) else math.inf
+        sep = min(margin, threshold - distance)
+    elif not math.isfinite(distance) or distance > threshold:
+        sep = distance - threshold
+    else:
+        return None
+    q = min(1.0, max(0.0, obs.face_px) / config.full_weight_face_px)
+    s = 1.0 if sep == math.inf else min(1.0, max(0.0, sep) / (config.separation_ref * threshold))
+    return Vote(obs.time, obs.person_id, obs.name, q * (0.5 + 0.5 * s), distance, threshold, obs.metric)
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """The result of counting a track's votes: the winning label, if any, and its evidence."""
+
+    person_id: str | None  # the winner; None = unknown
+    name: str | None
+    votes: int  # votes of the winner
+    frames_voted: int  # all votes in the window
+    weight: float
+    distance: float  # weight-averaged distance of the winner's votes (inf: empty gallery)
+    threshold: float
+    metric: Metric
+
+
+def tally(votes: deque[Vote], now: float, config: DecisionConfig) -> Tally | None:
+    """The label that satisfies all three conditions among ``votes`` newer than ``now - window_s``."""
+    start = now - config.window_s
+    weights: dict[str | None, float] = {}
+    counts: dict[str | None, int] = {}
+    total = 0
+    for v in votes:
+        if v.time < start:
+            continue
+        total += 1
+        weights[v.person_id] = weights.get(v.person_id, 0.0) + v.weight
+        counts[v.person_id] = counts.get(v.person_id, 0) + 1
+    if not weights:
+        return None
+    ranked = sorted(weights.items(), key=lambda kv: kv[1], reverse=True)
+    label, best = ranked[0]
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+    need = config.unknown_frames if label is None else config.min_frames
+    if counts[label] < need or best < config.min_mean_weight * need or best < config.dominance * runner_up:
+        return None
+    wsum = dsum = 0.0
+    name: str | None = None
+    threshold = math.nan
+    metric: Metric = "cosine"
+    finite = True
+    for v in votes:
+        if v.time < start or v.person_id != label:
+            continue
+        name, threshold, metric = v.name, v.threshold, v.metric
+        if math.isfinite(v.distance):
+            wsum += v.weight
+            dsum += v.weight * v.distance
+        else:
+            finite = False
+    distance = dsum / wsum if finite and wsum > 0.0 else math.inf
+    return Tally(label, name, counts[label], total, best, distance, threshold, metric)
+
+
+class _TrackState:
+    __slots__ = ("best_face", "best_score", "contradictions", "decided", "decided_label", "last_observed", "votes")
+
+    def __init__(self, max_votes: int) -> None:
+        self.votes: deque[Vote] = deque(maxlen=max_votes)
+        self.decided = False
+        self.decided_label: str | None = None
+        self.best_face: AlignedFace | None = None
+        self.best_score = -1.0
+        self.contradictions = 0
+        self.last_observed = -math.inf
+
+
+class DecisionEngine:
+    """Holds the votes of every live track and emits :class:`FaceEvent`s. Not thread-safe.
+
+    ``model_id`` is the embedder's id, copied into every event. Times come from the frames
+    (``Frame.monotonic`` for windows and cooldowns, ``Frame.wall`` for the event), so a replay decides
+    exactly as the live stream did.
+    """
+
+    def __init__(
+        self,
+        config: DecisionConfig | None = None,
+        *,
+        model_id: str = "",
+        liveness: LivenessVerdict | None = None,
+        analyzer: Analyzer | None = None,
+    ) -> None:
+        self.config = config or DecisionConfig()
+        if self.config.liveness_required and (liveness is None or isinstance(liveness, OffLiveness)):
+            raise ConfigError("liveness is required but no liveness checker is configured (liveness: off)")
+        self.model_id = model_id
+        self.liveness: LivenessVerdict = liveness or OffLiveness()
+        self.analyzer = analyzer
+        self._tracks: dict[int, _TrackState] = {}
+        self._last_recognized: dict[tuple[str, str], float] = {}
+        #: tracks decided without an event because of the cooldown (for stats)
+        self.suppressed = 0
+
+    def needs_observation(self, track_id: int, now: float) -> bool:
+        """Whether the face of this track is worth aligning and embedding in the frame at ``now``."""
+        st = self._tracks.get(track_id)
+        if st is None or not st.decided:
+            return True
+        interval = self.config.recheck_interval_s
+        return interval > 0.0 and now - st.last_observed >= interval
+
+    def is_decided(self, track_id: int) -> bool:
+        st = self._tracks.get(track_id)
+        return st is not None and st.decided
+
+    def contradicted(self, track_id: int) -> bool:
+        """A decided track whose re-checks disagree with its decision ``split_after`` times in a row."""
+        st = self._tracks.get(track_id)
+        return st is not None and st.decided and st.contradictions >= self.config.split_after
+
+    def update(
+        self,
+        frame: Frame,
+        track: TrackSnapshot,
+        detection: FaceDetection,
+        observation: Observation | None = None,
+        face: AlignedFace | None = None,
+    ) -> FaceEvent | None:
+        """Feed one frame's view of ``track``; returns the track's event on the frame that decides it.
+
+        ``observation`` is ``None`` when the face was gated out or not embedded this frame; ``face``
+        is the aligned face the observation came from (kept, best quality first, for the analyzer).
+        """
+        cfg = self.config
+        track_id = track.track_id
+        st = self._tracks.get(track_id)
+        if st is None:
+            st = self._tracks[track_id] = _TrackState(cfg.max_votes)
+        now = frame.monotonic
+        if cfg.liveness_required and not st.decided:
+            self.liveness.update(track_id, detection, frame)
+        vote: Vote | None = None
+        if observation is not None:
+            st.last_observed = now
+            vote = vote_of(observation, cfg)
+        if st.decided:
+            if vote is not None:
+                if vote.person_id == st.decided_label:
+                    st.contradictions = 0
+                else:
+                    st.contradictions += 1
+            return None
+        if vote is not None:
+            st.votes.append(vote)
+            if face is not None:
+                score = face.quality.score
+                if score > st.best_score:
+                    st.best_face, st.best_score = face, score
+        elif observation is None and not cfg.liveness_required:
+            return None  # nothing new to count
+        result = tally(st.votes, now, cfg)
+        if result is None:
+            return None
+        event_type: EventType = "recognized" if result.person_id is not None else "unknown"
+        if cfg.liveness_required:
+            state = self.liveness.verdict(track_id)
+            if state == "undecided":
+                return None
+            if state == "spoof":
+                event_type = "spoof"
+        st.decided = True
+        st.decided_label = result.person_id
+        if event_type == "recognized" and result.person_id is not None:
+            key = (track.camera, result.person_id)
+            last = self._last_recognized.get(key)
+            if last is not None and now - last < cfg.cooldown_s:
+                self.suppressed += 1
+                logger.debug("track %d: %s within cooldown on %s, suppressed", track_id, key[1], key[0])
+                self._release(st)
+                return None
+            self._remember(key, now)
+        event = self._event(event_type, frame, track, result, st.best_face)
+        self._release(st)
+        return event
+
+    def forget(self, track_id: int) -> None:
+        """Drop the state of an ended (or split) track."""
+        if self._tracks.pop(track_id, None) is not None and self.config.liveness_required:
+            self.liveness.forget(track_id)
+
+    def _release(self, st: _TrackState) -> None:
+        # A decided track only needs its label for re-checks; free the chip and the votes.
+        st.votes.clear()
+        st.best_face = None
+
+    def _remember(self, key: tuple[str, str], now: float) -> None:
+        self._last_recognized[key] = now
+        if len(self._last_recognized) > 256:
+            horizon = now - self.config.cooldown_s
+            self._last_recognized = {k: t for k, t in self._last_recognized.items() if t >= horizon}
+
+    def _event(
+        self, event_type: EventType, frame: Frame, track: TrackSnapshot, result: Tally, face: AlignedFace | None
+    ) -> FaceEvent:
+        attributes: FaceAttributes | None = None
+        if self.analyzer is not None and face is not None:
+            try:
+                attributes = self.analyzer.analyze(face)
+            except FacegateError as err:
+                logger.warning("track %d: attribute analysis failed: %s", track.track_id, err)
+        distance: float | None = None
+        similarity: float | None = None
+        confidence: float | None = None
+        if event_type != "spoof" and math.isfinite(result.distance):
+            distance = result.distance
+            similarity = similarity_from_distance(distance, result.metric)
+            confidence = confidence_from_distance(distance, result.threshold)
+        recognized = event_type == "recognized"
+        return FaceEvent(
+            event_id=uuid.uuid4().hex,
+            type=event_type,
+            camera=track.camera,
+            track_id=track.track_id,
+            wall=frame.wall,
+            box=track.box,
+            frames_voted=result.frames_voted,
+            person_id=result.person_id if recognized else None,
+            name=result.name if recognized else None,
+            distance=distance,
+            similarity=similarity,
+            confidence=confidence,
+            model_id=self.model_id,
+            attributes=attributes,
+        )
+
+
+__all__ = [
+    "Analyzer",
+    "DecisionConfig",
+    "DecisionEngine",
+    "LivenessState",
+    "LivenessVerdict",
+    "Observation",
+    "OffLiveness",
+    "Tally",
+    "Vote",
+    "tally",
+    "vote_of",
+]
