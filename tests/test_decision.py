@@ -312,6 +312,8 @@ def test_rechecks_and_contradiction() -> None:
     for person, t in [("a", 0.7), ("b", 1.2), (None, 1.7), ("a", 2.2)]:
         assert engine.update(frame(t), track(1, t), DETECTION, obs(person, 0.3 if person else 0.9, t)) is None
         assert not engine.contradicted(1)
+        # while contradicted, the track is re-checked on every frame rather than every 0.5 s
+        assert engine.needs_observation(1, t + 0.1) == (person != "a")
     for t in (2.7, 3.2, 3.7):
         assert engine.update(frame(t), track(1, t), DETECTION, obs("b", 0.3, t)) is None
     assert engine.contradicted(1)

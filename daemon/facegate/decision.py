@@ -292,8 +292,8 @@ class DecisionEngine:
     def needs_observation(self, track_id: int, now: float) -> bool:
         """Whether the face of this track is worth aligning and embedding in the frame at ``now``."""
         st = self._tracks.get(track_id)
-        if st is None or not st.decided:
-            return True
+        if st is None or not st.decided or st.contradictions:
+            return True  # a contradicted decision is re-checked on every frame until settled
         interval = self.config.recheck_interval_s
         return interval > 0.0 and now - st.last_observed >= interval
 

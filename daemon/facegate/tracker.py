@@ -23,14 +23,16 @@ from facegate.types import Box
 
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
-    """``iou_threshold``: minimum IoU to continue a track. ``max_age_s``: a track unseen this long ends.
+    """``iou_threshold``: minimum IoU to continue a track. ``max_age_s``: a track unseen this long ends;
+    0.5 s bridges a few missed detections at 5-10 fps yet lets the next person who steps into the same
+    spot in front of a door start a new track (one event per appearance).
     ``max_center_distance``: fallback match when the centres are closer than this many face sizes
     (``sqrt`` of the mean box area; 0 disables); it also requires the box areas to differ by less than
     ``max_size_ratio``. ``velocity_smoothing``: weight of the newest velocity estimate (0 disables the
     motion prediction)."""
 
     iou_threshold: float = 0.3
-    max_age_s: float = 1.0
+    max_age_s: float = 0.5
     max_center_distance: float = 0.6
     max_size_ratio: float = 2.0
     velocity_smoothing: float = 0.5
