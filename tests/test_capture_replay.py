@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -83,7 +84,7 @@ def test_faces_only_in_person_frames(demo: DemoSequence) -> None:
             assert len(faces) == 0
         else:
             assert len(faces) >= 1
-            x, y, w, h = max(faces, key=lambda b: b[2] * b[3])
+            x, _y, w, h = max(faces, key=lambda b: b[2] * b[3])
             # A door-camera face: large and near the middle of the frame.
             assert 110 <= h <= 220
             assert abs((x + w / 2) - 320) < 60
@@ -118,7 +119,7 @@ def test_video_realtime_is_paced_by_the_file_rate(video: Path, demo: DemoSequenc
     span = frames[-1].monotonic - frames[0].monotonic
     assert span >= (len(frames) - 1) / 25.0 * 0.9
     assert elapsed < 10.0
-    assert all(b.monotonic > a.monotonic for a, b in zip(frames, frames[1:], strict=False))
+    assert all(b.monotonic > a.monotonic for a, b in itertools.pairwise(frames))
 
 
 def test_realtime_read_returns_none_instead_of_blocking_past_the_timeout(demo: DemoSequence) -> None:
