@@ -1,0 +1,1 @@
+"""Facial landmark providers. Use :func:`facegate.landmarks.registry.build_landmarker`."""
