@@ -222,3 +222,15 @@ def test_duplicate_camera_ids_are_rejected(demo: DemoSequence) -> None:
     b = ReplaySource("same", frames=demo.frames[:1])
     with pytest.raises(ValueError, match="twice"):
         CaptureRunner([a, b], FrameHandoff())
+
+
+def test_capture_bench_rows_add_up(tmp_path: Path, demo: DemoSequence) -> None:
+    from facegate.bench.capture import bench_handoff, bench_replay_decode
+
+    video = write_video(demo.frames, tmp_path / "bench.avi", fps=50.0)
+    decode = bench_replay_decode(video, size=(320, 180))
+    assert (decode.frames, decode.size) == (len(demo), "320x180")
+    row = bench_handoff(video, consumer_ms=40.0, capacity=1)
+    assert row.captured == len(demo)
+    assert row.analysed + row.dropped == row.captured
+    assert row.dropped > 0  # 50 fps in, at most 25 fps out
