@@ -1,0 +1,484 @@
+"""Distances between embeddings and 1:N search of a gallery.
+
+Metrics (all "smaller is closer"):
+
+* ``cosine``: ``1 - cos(a, b)``, in [0, 2];
+* ``euclidean``: ``||a - b||`` on the raw vectors;
+* ``euclidean_l2``: ``||a/|a| - b/|b|||`` = ``sqrt(2 - 2 cos)``, in [0, 2];
+* ``angular``: ``arccos(clip(cos, -1, 1)) / pi``, in [0, 1].
+
+Everything is one matrix-vector product: ``euclidean`` is expanded as
+``||a||^2 + ||b||^2 - 2 a.b`` with precomputed norms and clipped at 0. Near zero the expansion loses
+precision to cancellation (float32: about 1e-3 absolute on vectors of norm ~1), which is far below
+any decision threshold.
+
+Storage choice (measured with ``facegate.bench.gallery``, see its docstring): the :class:`Matcher`
+keeps the gallery as **float32**. numpy has no float16 BLAS, so a float16 matrix must be up-cast chunk
+by chunk before the product, which measured ~8x slower than float32 on this machine (and float16 loses
+about 1e-3 in cosine, the size of the dlib cosine threshold's fine structure). float16 only halves
+memory (1M x 128: 256 MB instead of 512 MB); it stays selectable with ``storage="float16"`` for
+memory-starved devices with huge galleries.
+
+Aggregation per person (``aggregate``): ``"mean"`` (the default) ranks people by the mean of the
+distances to their embeddings, ``"min"`` by the closest one. Measured with
+:func:`facegate.bench.gallery.compare_aggregations` on dlib ResNet embeddings (dlib's own pipeline) of
+the internal identities set (28 people, 133 photos; 100 random splits, half of each person's photos
+enrolled, 30% of the people left out as impostors): both give rank-1 = 100%, but "mean" separates
+genuine from impostor probes better (equal error rate 0.4% vs 1.0% with euclidean, 0.0% vs 0.7% with
+cosine) and halves the open-set false-accept rate at the default thresholds (euclidean 0.6: 1.7% vs
+3.5%; cosine 0.07: 0.6% vs 1.7%) with no false rejects in either. A single close photo of a
+look-alike decides "min"; "mean" needs the person's photos to agree, and enrolment already screens
+out photos that disagree (:mod:`facegate.gallery.outliers`). "min" remains the better choice when a
+person is deliberately enrolled with very different looks (with and without a beard, say).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facegate.errors import ConfigError, EmbeddingError
+from facegate.types import METRICS, Candidate, Embedding, FloatArray, MatchResult, Metric
+
+logger = logging.getLogger(__name__)
+
+Storage = Literal["float32", "float16"]
+Aggregate = Literal["min", "mean"]
+IntArray = NDArray[np.int64]
+
+#: rows per up-cast block when the matrix is stored as float16 (an 8 MB float32 temporary at D=128)
+_F16_BLOCK = 16384
+_EPS = np.float32(1e-12)
+
+
+def check_metric(metric: str) -> Metric:
+    """``metric`` if it is one of :data:`facegate.types.METRICS`, else :class:`ConfigError`."""
+    for name in METRICS:
+        if metric == name:
+            return name
+    raise ConfigError(f"unknown distance metric {metric!r}; valid: {', '.join(METRICS)}")
+
+
+def l2_normalize(x: NDArray[np.floating], axis: int = -1) -> FloatArray:
+    """``x / ||x||`` along ``axis`` as float32; zero vectors stay zero."""
+    arr = np.asarray(x, dtype=np.float32)
+    norms = np.sqrt(np.sum(arr * arr, axis=axis, keepdims=True, dtype=np.float32))
+    out: FloatArray = arr / np.maximum(norms, _EPS)
+    return out
+
+
+def _cos_to_distance(cos: FloatArray, metric: Metric) -> FloatArray:
+    """Distances from cosines for the normalised metrics (not ``euclidean``)."""
+    if metric == "cosine":
+        out: FloatArray = (np.float32(1.0) - cos).astype(np.float32, copy=False)
+    elif metric == "euclidean_l2":
+        out = np.sqrt(np.maximum(np.float32(2.0) - np.float32(2.0) * cos, np.float32(0.0)))
+    else:  # angular
+        out = (np.arccos(np.clip(cos, -1.0, 1.0)) / np.pi).astype(np.float32)
+    return out.astype(np.float32, copy=False)
+
+
+def distances(probe: NDArray[np.floating], matrix: NDArray[np.floating], metric: str = "cosine") -> FloatArray:
+    """Distances ``(N,)`` float32 from ``probe`` ``(D,)`` to every row of ``matrix`` ``(N, D)``.
+
+    One matrix-vector product; norms are computed here (the :class:`Matcher` precomputes them).
+    Raises :class:`EmbeddingError` on mismatched shapes, :class:`ConfigError` on an unknown metric.
+    """
+    name = check_metric(metric)
+    p = np.asarray(probe, dtype=np.float32)
+    m = np.asarray(matrix, dtype=np.float32)
+    if p.ndim != 1 or m.ndim != 2 or m.shape[1] != p.shape[0]:
+        raise EmbeddingError(f"cannot compare a probe of shape {p.shape} with a matrix of shape {m.shape}")
+    dots = m @ p
+    pp = np.float32(np.dot(p, p))
+    mm = np.einsum("ij,ij->i", m, m, dtype=np.float32)
+    if name == "euclidean":
+        out: FloatArray = np.sqrt(np.maximum(mm + pp - np.float32(2.0) * dots, np.float32(0.0)))
+        return out.astype(np.float32, copy=False)
+    cos = dots / np.maximum(np.sqrt(mm) * np.sqrt(pp), _EPS)
+    return _cos_to_distance(cos.astype(np.float32, copy=False), name)
+
+
+def distance(a: NDArray[np.floating], b: NDArray[np.floating], metric: str = "cosine") -> float:
+    """1:1 distance between two vectors ``(D,)`` (computed in float64 for an exact verify)."""
+    name = check_metric(metric)
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise EmbeddingError(f"cannot compare embeddings of shapes {x.shape} and {y.shape}")
+    if name == "euclidean":
+        return float(np.linalg.norm(x - y))
+    denom = float(np.linalg.norm(x) * np.linalg.norm(y))
+    cos = float(np.dot(x, y)) / denom if denom > 0 else 0.0
+    cos = min(1.0, max(-1.0, cos))
+    if name == "cosine":
+        return 1.0 - cos
+    if name == "euclidean_l2":
+        return math.sqrt(max(0.0, 2.0 - 2.0 * cos))
+    return math.acos(cos) / math.pi
+
+
+@dataclass(frozen=True, slots=True)
+class GallerySnapshot:
+    """The embeddings of one model at one gallery revision, as the :class:`Matcher` consumes them.
+
+    ``matrix`` is ``(N, D)`` float32 with rows grouped by person; ``row_person`` ``(N,)`` int64 indexes
+    ``person_ids``/``names`` and is non-decreasing. ``dim`` is 0 for an empty snapshot.
+    """
+
+    revision: int
+    model_id: str
+    dim: int
+    person_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    row_person: IntArray
+    matrix: FloatArray
+
+    @property
+    def size(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @classmethod
+    def from_rows(
+        cls,
+        row_person_ids: Sequence[str],
+        matrix: NDArray[np.floating],
+        *,
+        model_id: str,
+        names: Mapping[str, str] | None = None,
+        revision: int = 0,
+    ) -> GallerySnapshot:
+        """Build from one person id per row (any order; rows are regrouped stably by person id)."""
+        m = np.asarray(matrix, dtype=np.float32)
+        if m.ndim != 2 or m.shape[0] != len(row_person_ids):
+            raise EmbeddingError(f"matrix of shape {m.shape} does not match {len(row_person_ids)} person ids")
+        if m.shape[0] == 0:
+            return cls.empty(model_id, revision=revision, dim=int(m.shape[1]))
+        ids = np.asarray(row_person_ids, dtype=object)
+        order = np.argsort(ids, kind="stable")
+        uniq, row_person = np.unique(ids[order], return_inverse=True)
+        person_ids = tuple(str(u) for u in uniq)
+        name_map = names or {}
+        return cls(
+            revision=revision,
+            model_id=model_id,
+            dim=int(m.shape[1]),
+            person_ids=person_ids,
+            names=tuple(name_map.get(p, p) for p in person_ids),
+            row_person=row_person.astype(np.int64),
+            matrix=np.ascontiguousarray(m[order]),
+        )
+
+    @classmethod
+    def empty(cls, model_id: str, *, revision: int = 0, dim: int = 0) -> GallerySnapshot:
+        return cls(
+            revision=revision,
+            model_id=model_id,
+            dim=dim,
+            person_ids=(),
+            names=(),
+            row_person=np.zeros(0, dtype=np.int64),
+            matrix=np.zeros((0, dim), dtype=np.float32),
+        )
+
+
+class GallerySource(Protocol):
+    """Anything the :class:`Matcher` can search: a monotonically increasing revision and snapshots."""
+
+    @property
+    def revision(self) -> int: ...
+
+    def snapshot(self, model_id: str) -> GallerySnapshot: ...
+
+
+class ArrayGallery:
+    """An in-memory, immutable :class:`GallerySource` (tests, benchmarks, ad-hoc lists of embeddings)."""
+
+    def __init__(self, snapshot: GallerySnapshot) -> None:
+        self._snapshot = snapshot
+
+    @property
+    def revision(self) -> int:
+        return self._snapshot.revision
+
+    def snapshot(self, model_id: str) -> GallerySnapshot:
+        if model_id != self._snapshot.model_id:
+            return GallerySnapshot.empty(model_id, revision=self._snapshot.revision)
+        return self._snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """Derived arrays of one snapshot, immutable so matching threads can share them without locks."""
+
+    snapshot_revision: int
+    model_id: str
+    dim: int
+    person_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    row_person: IntArray
+    starts: IntArray  # first row of each person
+    counts: NDArray[np.float32]  # rows per person
+    max_rows: int  # most rows any person has
+    unit: NDArray[np.float32] | NDArray[np.float16]  # (N, D) L2-normalised rows
+    norms: FloatArray  # (N,) row norms of the raw vectors
+    sq_norms: FloatArray  # (N,)
+
+    @property
+    def size(self) -> int:
+        return int(self.unit.shape[0])
+
+
+def _prepare(snapshot: GallerySnapshot, storage: Storage) -> _Prepared:
+    m = snapshot.matrix
+    n = int(m.shape[0])
+    norms = np.sqrt(np.einsum("ij,ij->i", m, m, dtype=np.float32)) if n else np.zeros(0, np.float32)
+    unit = m / np.maximum(norms, _EPS)[:, None] if n else m
+    rp = snapshot.row_person
+    if n and np.any(np.diff(rp) < 0):
+        raise EmbeddingError("gallery snapshot rows are not grouped by person")
+    starts = np.flatnonzero(np.r_[True, rp[1:] != rp[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
+    counts = np.diff(np.r_[starts, n]).astype(np.float32)
+    return _Prepared(
+        snapshot_revision=snapshot.revision,
+        model_id=snapshot.model_id,
+        dim=snapshot.dim,
+        person_ids=snapshot.person_ids,
+        names=snapshot.names,
+        row_person=rp,
+        starts=starts,
+        counts=counts,
+        max_rows=int(counts.max()) if n else 0,
+        unit=unit.astype(np.float16) if storage == "float16" else np.ascontiguousarray(unit, dtype=np.float32),
+        norms=norms.astype(np.float32),
+        sq_norms=(norms * norms).astype(np.float32),
+    )
+
+
+class Matcher:
+    """1:N search of one model's embeddings in a gallery, refreshed when the gallery's revision changes.
+
+    ``threshold`` is either one float (for the default ``metric``) or a mapping metric -> threshold
+    (an embedder's ``thresholds``). A probe is *unknown* when the best person's distance exceeds the
+    threshold, when the margin (second-best person's distance minus the best's) is below ``margin``,
+    or when the two best people tie. Safe to call from several threads.
+    """
+
+    def __init__(
+        self,
+        source: GallerySource,
+        model_id: str,
+        *,
+        metric: str = "cosine",
+        threshold: float | Mapping[str, float],
+        margin: float = 0.0,
+        k: int = 5,
+        aggregate: Aggregate = "mean",
+        storage: Storage = "float32",
+    ) -> None:
+        if aggregate not in ("min", "mean"):
+            raise ConfigError(f"unknown aggregate {aggregate!r}; valid: min, mean")
+        if storage not in ("float32", "float16"):
+            raise ConfigError(f"unknown matrix storage {storage!r}; valid: float32, float16")
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        if margin < 0:
+            raise ConfigError(f"margin must be >= 0, got {margin}")
+        self.source = source
+        self.model_id = model_id
+        self.metric = check_metric(metric)
+        if isinstance(threshold, Mapping):
+            self.thresholds = {check_metric(name): float(value) for name, value in threshold.items()}
+        else:
+            self.thresholds = {self.metric: float(threshold)}
+        self.margin = float(margin)
+        self.k = k
+        self.aggregate: Aggregate = aggregate
+        self.storage: Storage = storage
+        self._lock = threading.Lock()
+        self._prepared: _Prepared | None = None
+
+    # -- snapshot management -------------------------------------------------------------------
+    def refresh(self, *, force: bool = False) -> None:
+        """Reload the snapshot if the gallery's revision moved (or always with ``force``)."""
+        self._current(force=force)
+
+    def _current(self, *, force: bool = False) -> _Prepared:
+        prepared = self._prepared
+        revision = self.source.revision
+        if prepared is not None and not force and prepared.snapshot_revision == revision:
+            return prepared
+        with self._lock:
+            prepared = self._prepared
+            if prepared is None or force or prepared.snapshot_revision != revision:
+                snapshot = self.source.snapshot(self.model_id)
+                prepared = _prepare(snapshot, self.storage)
+                self._prepared = prepared
+                logger.debug(
+                    "matcher %s: loaded %d embeddings of %d people at revision %d",
+                    self.model_id, prepared.size, len(prepared.person_ids), prepared.snapshot_revision,
+                )
+            return prepared
+
+    @property
+    def size(self) -> int:
+        """Embeddings in the current snapshot."""
+        return self._current().size
+
+    def threshold_for(self, metric: str) -> float:
+        name = check_metric(metric)
+        try:
+            return self.thresholds[name]
+        except KeyError:
+            raise ConfigError(
+                f"no threshold for metric {name!r} (model {self.model_id}); known: {', '.join(self.thresholds)}"
+            ) from None
+
+    # -- search --------------------------------------------------------------------------------
+    def match(
+        self,
+        embedding: Embedding,
+        *,
+        metric: str | None = None,
+        threshold: float | None = None,
+        margin: float | None = None,
+        k: int | None = None,
+    ) -> MatchResult:
+        """Rank gallery people against ``embedding``; ``person_id`` is ``None`` for unknown.
+
+        ``candidates`` holds the ``k`` best people (also for unknown). ``margin`` is ``inf`` when the
+        gallery holds a single person, ``distance`` is ``inf`` for an empty gallery.
+        """
+        name = check_metric(metric) if metric is not None else self.metric
+        limit = self.threshold_for(name) if threshold is None else float(threshold)
+        need_margin = self.margin if margin is None else float(margin)
+        top = self.k if k is None else int(k)
+        if top < 1:
+            raise ConfigError(f"k must be >= 1, got {top}")
+        prepared = self._current()
+        probe = self._check_probe(embedding, prepared)
+        if prepared.size == 0:
+            return MatchResult(None, None, math.inf, limit, math.inf, name, ())
+        order, dist = self._rank(prepared, probe, name, max(top, 2))
+        candidates = tuple(
+            Candidate(prepared.person_ids[i], prepared.names[i], float(d)) for i, d in zip(order, dist, strict=True)
+        )
+        best = candidates[0]
+        gap = candidates[1].distance - best.distance if len(candidates) > 1 else math.inf
+        known = best.distance <= limit and gap >= need_margin and gap > 0.0
+        return MatchResult(
+            person_id=best.person_id if known else None,
+            name=best.name if known else None,
+            distance=best.distance,
+            threshold=limit,
+            margin=gap,
+            metric=name,
+            candidates=candidates[:top],
+        )
+
+    def _check_probe(self, embedding: Embedding, prepared: _Prepared) -> FloatArray:
+        if embedding.model_id != self.model_id:
+            raise EmbeddingError(
+                f"embedding of model {embedding.model_id!r} cannot be matched against the {self.model_id!r} gallery"
+            )
+        vector = np.asarray(embedding.vector, dtype=np.float32)
+        if vector.ndim != 1 or (prepared.dim and vector.shape[0] != prepared.dim):
+            raise EmbeddingError(
+                f"embedding has shape {vector.shape}, the {self.model_id!r} gallery holds {prepared.dim}-d vectors"
+            )
+        if not np.all(np.isfinite(vector)):
+            raise EmbeddingError(f"embedding of model {embedding.model_id!r} contains NaN or infinity")
+        return vector
+
+    def _dots(self, prepared: _Prepared, unit_probe: FloatArray) -> FloatArray:
+        """Cosines ``(N,)`` of every row with the probe: the one matrix-vector product."""
+        if prepared.unit.dtype == np.float32:
+            out: FloatArray = prepared.unit @ unit_probe
+            return out
+        out = np.empty(prepared.size, dtype=np.float32)
+        for start in range(0, prepared.size, _F16_BLOCK):
+            block = prepared.unit[start : start + _F16_BLOCK].astype(np.float32)
+            np.matmul(block, unit_probe, out=out[start : start + _F16_BLOCK])
+        return out
+
+    def _rank(
+        self, prepared: _Prepared, probe: FloatArray, metric: Metric, need: int
+    ) -> tuple[list[int], list[float]]:
+        """Person indices and distances of the ``need`` best people, best first.
+
+        Ties are broken by person index (person id order), so results are reproducible.
+        """
+        p_norm = np.float32(np.sqrt(np.dot(probe, probe)))
+        if p_norm <= 0:
+            raise EmbeddingError(f"embedding of model {self.model_id!r} is the zero vector")
+        cos = self._dots(prepared, probe / p_norm)
+        if metric == "euclidean":
+            # ||m||^2 + ||p||^2 - 2 m.p with m.p = |m| |p| cos; clipped because of float cancellation
+            row_score = prepared.sq_norms + p_norm * p_norm - (np.float32(2.0) * p_norm) * prepared.norms * cos
+            np.maximum(row_score, np.float32(0.0), out=row_score)
+        else:
+            row_score = -cos  # every normalised metric is a decreasing function of the cosine
+        n_people = len(prepared.person_ids)
+        need = min(need, n_people)
+        if self.aggregate == "mean" and prepared.max_rows > 1:
+            # mean of the person's distances; for cosine, 1 - mean(cos) is the same number, cheaper
+            per_row = cos if metric == "cosine" else self._to_distance(row_score, metric)
+            sums = np.bincount(prepared.row_person, weights=per_row, minlength=n_people)
+            per_person = (sums / prepared.counts).astype(np.float32)
+            if metric == "cosine":
+                per_person = np.float32(1.0) - per_person
+            people = self._smallest(per_person, need)
+            return people.tolist(), per_person[people].tolist()
+        # best-of-person: the `need * max_rows` best rows always contain `need` distinct people
+        rows = self._smallest(row_score, min(prepared.size, need * prepared.max_rows))
+        seen: dict[int, float] = {}
+        for row in rows.tolist():
+            person = int(prepared.row_person[row])
+            if person not in seen:
+                seen[person] = float(row_score[row])
+                if len(seen) == need:
+                    break
+        ranked = sorted(seen.items(), key=lambda item: (item[1], item[0]))
+        scores = np.asarray([s for _, s in ranked], dtype=np.float32)
+        return [p for p, _ in ranked], self._to_distance(scores, metric).tolist()
+
+    @staticmethod
+    def _smallest(values: FloatArray, count: int) -> IntArray:
+        """Indices of the ``count`` smallest values, ascending, ties by index."""
+        if count < values.shape[0]:
+            part = np.argpartition(values, count - 1)[:count]
+            # argpartition may drop an equal value at a lower index: widen to everything <= the cut
+            cut = values[part].max()
+            part = np.flatnonzero(values <= cut)
+        else:
+            part = np.arange(values.shape[0])
+        order = np.lexsort((part, values[part]))
+        result: IntArray = part[order][: max(count, 0)].astype(np.int64)
+        return result
+
+    @staticmethod
+    def _to_distance(score: FloatArray, metric: Metric) -> FloatArray:
+        if metric == "euclidean":
+            out: FloatArray = np.sqrt(np.maximum(score, np.float32(0.0))).astype(np.float32)
+            return out
+        return _cos_to_distance(-score, metric)
+
+
+__all__ = [
+    "ArrayGallery",
+    "GallerySnapshot",
+    "GallerySource",
+    "Matcher",
+    "Storage",
+    "check_metric",
+    "distance",
+    "distances",
+    "l2_normalize",
+]
