@@ -50,6 +50,7 @@ from facegate.events.payloads import (
     STATUS_OFFLINE,
     STATUS_ONLINE,
     STATUS_STOPPED,
+    PayloadLike,
     PublisherStatsPayload,
     dumps,
     event_payload,
@@ -60,7 +61,6 @@ from facegate.types import FaceEvent
 
 logger = logging.getLogger(__name__)
 
-PayloadLike = Mapping[str, Any] | BaseModel | str | bytes
 Protocol_ = Literal["3.1.1", "5"]
 
 

@@ -272,7 +272,11 @@ def last_recognized_payload(camera: str, event: FaceEvent | None) -> dict[str, A
     ).model_dump(mode="json")
 
 
-def dumps(payload: Mapping[str, Any] | BaseModel | str | bytes) -> bytes:
+#: What the publishing functions accept: a JSON-able mapping, a payload model, text or raw bytes.
+PayloadLike = Mapping[str, Any] | BaseModel | str | bytes
+
+
+def dumps(payload: PayloadLike) -> bytes:
     """Compact UTF-8 encoding used for every published payload."""
     if isinstance(payload, bytes):
         return payload
@@ -324,6 +328,7 @@ __all__ = [
     "EventPayload",
     "LastRecognizedPayload",
     "LatencyPayload",
+    "PayloadLike",
     "PresencePayload",
     "PublisherStatsPayload",
     "StatsPayload",
