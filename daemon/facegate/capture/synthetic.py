@@ -115,9 +115,26 @@ def _motion(rng: np.random.Generator, count: int) -> np.ndarray:
     return motion
 
 
-def _finish(image: ImageBGR, gain: float, rng: np.random.Generator, noise: float) -> ImageBGR:
-    noisy = image.astype(np.float32) * gain + rng.normal(0.0, noise, image.shape).astype(np.float32)
-    return np.asarray(np.clip(noisy, 0, 255), dtype=np.uint8)
+class _SensorNoise:
+    """Gaussian noise per frame, cut at random offsets from one larger field (fresh normals per frame are slow)."""
+
+    _MARGIN = 64
+
+    def __init__(self, rng: np.random.Generator, size: tuple[int, int], sigma: float) -> None:
+        width, height = size
+        self._rng = rng
+        self._size = size
+        self._field = rng.standard_normal((height + self._MARGIN, width + self._MARGIN, 3), dtype=np.float32)
+        self._field *= sigma
+
+    def apply(self, image: ImageBGR, gain: float) -> ImageBGR:
+        width, height = self._size
+        oy, ox = (int(v) for v in self._rng.integers(0, self._MARGIN, size=2))
+        noisy = image.astype(np.float32)
+        noisy *= gain
+        noisy += self._field[oy : oy + height, ox : ox + width]
+        np.clip(noisy, 0, 255, out=noisy)
+        return np.asarray(noisy, dtype=np.uint8)
 
 
 def demo_frames(
@@ -140,6 +157,7 @@ def demo_frames(
     rng = np.random.default_rng(seed)
     width, height = size
     wall = background(size, rng)
+    sensor = _SensorNoise(rng, size, noise)
     frames: list[ImageBGR] = []
     labels: list[str | None] = []
     for person in people:
@@ -159,7 +177,7 @@ def demo_frames(
             canvas = wall.copy()
             cv2.warpAffine(photo, matrix, (width, height), dst=canvas, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_TRANSPARENT)
-            frames.append(_finish(canvas, float(gain), rng, noise))
+            frames.append(sensor.apply(canvas, float(gain)))
             labels.append(path.stem)
         for dx, dy, zoom, roll, gain in _motion(rng, empty_frames):
             matrix = cv2.getRotationMatrix2D((width / 2.0, height / 2.0), float(roll) * 0.3, float(zoom))
@@ -167,7 +185,7 @@ def demo_frames(
             matrix[1, 2] += dy
             shaken = np.asarray(cv2.warpAffine(wall, matrix, (width, height), flags=cv2.INTER_LINEAR,
                                                borderMode=cv2.BORDER_REFLECT), dtype=np.uint8)
-            frames.append(_finish(shaken, float(gain), rng, noise))
+            frames.append(sensor.apply(shaken, float(gain)))
             labels.append(None)
     logger.debug("built %d demo frames of %dx%d from %s", len(frames), width, height, list(people))
     return DemoSequence(frames=tuple(frames), labels=tuple(labels), fps=fps)
