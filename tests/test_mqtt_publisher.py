@@ -360,6 +360,47 @@ def test_tls_with_verification(tmp_path: Path, topic_prefix: str, publishers: li
         broker.stop()
 
 
+def test_credentials_are_used_and_never_logged(
+    tmp_path: Path, topic_prefix: str, publishers: list[MqttPublisher], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cret-Pa55-word"
+    broker = MosquittoBroker(tmp_path / "auth", users={"door": secret})
+    broker.start()
+    try:
+        with caplog.at_level("DEBUG"):
+            good = MqttPublisher(Topics("door11", prefix=topic_prefix),
+                                 settings(broker.port, username="door", password=secret))
+            publishers.append(good)
+            good.start()
+            assert good.wait_connected(10)
+            wrong = MqttPublisher(Topics("door12", prefix=topic_prefix),
+                                  settings(broker.port, username="door", password="Wr0ng-Pa55-xyz"))
+            publishers.append(wrong)
+            wrong.start()
+            assert not wrong.wait_connected(2)
+            assert wrong.last_failure is not None and "authorized" in wrong.last_failure.lower()
+        assert "Not authorized" in caplog.text or "authorized" in caplog.text.lower()  # the failure is logged
+        assert secret not in caplog.text and "Wr0ng-Pa55-xyz" not in caplog.text
+        assert secret not in repr(good.settings)
+    finally:
+        broker.stop()
+
+
+def test_mqtt5_protocol(mosquitto: MosquittoBroker, topic_prefix: str, mqtt_collector: Collect) -> None:
+    topics = Topics("door13", prefix=topic_prefix)
+    collector = mqtt_collector(mosquitto, [f"{topics.base}/#"])
+    publisher = MqttPublisher(topics, settings(mosquitto.port, protocol="5"))
+    publisher.start()
+    try:
+        publisher.publish_face_event(make_event("ev-v5"))
+        (message,) = collector.wait_for_count(topics.event, 1)
+        assert json.loads(message.payload)["event_id"] == "ev-v5"
+        assert publisher.flush(5) and publisher.counters().published == 1
+    finally:
+        publisher.stop()
+    collector.wait_for_payload(topics.status, "stopped")
+
+
 def test_json_lines_sink() -> None:
     stream = io.StringIO()
     sink = JsonLinesSink(stream)

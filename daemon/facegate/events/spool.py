@@ -90,9 +90,10 @@ class Spool:
     """Bounded FIFO of :class:`OutgoingMessage` persisted in SQLite.
 
     ``path=None`` keeps the spool in memory (tests, ``--stdout`` demos): bounded the same way, but
-    lost on exit. ``synchronous="FULL"`` (default) fsyncs each commit so a power cut right after
-    :meth:`put` returns loses nothing; ``"NORMAL"`` survives process crashes but may lose the last
-    commits on power loss, with fewer SD-card writes.
+    lost on exit. ``synchronous="NORMAL"`` (default; WAL) makes every committed :meth:`put` survive a
+    process crash or SIGKILL but may lose the last commits on power loss; a put costs ~0.03 ms.
+    ``"FULL"`` fsyncs every commit (power-cut safe) at ~3.5 ms per put on an SSD-backed dev box and
+    more on SD cards, time the caller's thread spends blocked.
     """
 
     def __init__(
@@ -102,7 +103,7 @@ class Spool:
         max_messages: int = 10_000,
         max_bytes: int = 16 * 1024 * 1024,
         drop_policy: DropPolicy = "drop_oldest",
-        synchronous: Synchronous = "FULL",
+        synchronous: Synchronous = "NORMAL",
     ) -> None:
         if max_messages < 1 or max_bytes < 1:
             raise ConfigError(f"spool bounds must be positive (max_messages={max_messages}, max_bytes={max_bytes})")
