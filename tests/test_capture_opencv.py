@@ -116,4 +116,6 @@ def test_bad_options_are_config_errors() -> None:
     with pytest.raises(ConfigError):
         OpenCvSource("x", device=0, read_timeout=0)
     with pytest.raises(ConfigError):
-        build_source("x", type="opencv", url="rtsp://a")
+        build_source("x", type="opencv", uri="rtsp://a")
+    with pytest.raises(ConfigError, match="only one"):
+        OpenCvSource("x", device=0, url="rtsp://a")

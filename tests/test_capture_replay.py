@@ -230,7 +230,7 @@ def test_in_memory_frames_are_copies(demo: DemoSequence) -> None:
     source.read(1.0)
     again = source.read(1.0)
     assert again is not None and np.array_equal(again.image, demo.frames[0])  # ... changes no later frame
-    assert source.nominal_fps == 10.0
+    assert source.nominal_fps == 5.0  # the documented default for frames without a rate
 
 
 def test_bad_options_are_config_errors(demo: DemoSequence) -> None:

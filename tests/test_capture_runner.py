@@ -234,3 +234,27 @@ def test_capture_bench_rows_add_up(tmp_path: Path, demo: DemoSequence) -> None:
     assert row.captured == len(demo)
     assert row.analysed + row.dropped == row.captured
     assert row.dropped > 0  # 50 fps in, at most 25 fps out
+
+
+def test_config_sections_build_sources_directly(tmp_path: Path, demo: DemoSequence) -> None:
+    """``build_source(camera.id, camera.source.model_dump())`` works for every YAML source type."""
+    models = pytest.importorskip("facegate.config.models")
+    video = write_video(demo.frames[:4], tmp_path / "clip.avi", fps=20.0)
+
+    replay = build_source("a", models.ReplaySource(path=video, fps="as_fast_as_possible").model_dump())
+    assert isinstance(replay, ReplaySource) and replay.pacing == "fast"
+    paced = build_source("b", models.ReplaySource(path=video, fps=12.5, loop=True).model_dump())
+    assert isinstance(paced, ReplaySource) and paced.pacing == "realtime" and paced.nominal_fps == 12.5
+
+    url = "rtsp://user:pw@127.0.0.1:8554/door"
+    stream = build_source("c", models.OpencvSource(url=url, width=640, height=360).model_dump())
+    assert isinstance(stream, OpenCvSource) and stream.device == url and stream.backend == "ffmpeg"
+    usb = build_source("d", models.OpencvSource(device=2).model_dump())
+    assert isinstance(usb, OpenCvSource) and usb.device == 2 and usb.backend == "v4l2"
+    default = build_source("e", models.OpencvSource().model_dump())
+    assert isinstance(default, OpenCvSource) and default.device == 0
+
+    from facegate.capture.picamera import PicameraSource
+
+    pi = build_source("f", models.Picamera2Source(lores_format="XRGB8888", fps=20).model_dump())
+    assert isinstance(pi, PicameraSource) and pi.lores_format == "XRGB8888" and pi.nominal_fps == 20

@@ -155,3 +155,15 @@ def test_lossless_put_gives_up_on_stop() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         FrameHandoff(capacity=0)
+
+
+def test_per_camera_capacity() -> None:
+    handoff = FrameHandoff(capacity=1)
+    handoff.register("deep", capacity=3)
+    handoff.register("deep")  # registering again (the runner does) keeps the size
+    for i in range(5):
+        handoff.put(frame("deep", i))
+        handoff.put(frame("shallow", i))
+    counters = handoff.counters()
+    assert (counters["deep"].waiting, counters["deep"].dropped) == (3, 2)
+    assert (counters["shallow"].waiting, counters["shallow"].dropped) == (1, 4)

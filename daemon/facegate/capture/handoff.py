@@ -40,7 +40,10 @@ class HandoffCounters:
 
 
 class FrameHandoff:
-    """Per-camera bounded slots of ``capacity`` frames each (``capacity >= 1``), drop-oldest on overflow."""
+    """Per-camera bounded slots, drop-oldest on overflow.
+
+    ``capacity`` (>= 1) is the default slot size; :meth:`register` can give a camera its own.
+    """
 
     def __init__(self, capacity: int = 1, *, stop: threading.Event | None = None, lossless: bool = False) -> None:
         if capacity < 1:
@@ -54,12 +57,20 @@ class FrameHandoff:
         self._taken: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
         self._finished: set[str] = set()
+        self._capacity: dict[str, int] = {}
 
-    def register(self, camera: str) -> None:
-        """Announce a producer, so :attr:`exhausted` waits for it even before its first frame."""
+    def register(self, camera: str, capacity: int | None = None) -> None:
+        """Announce a producer, so :attr:`exhausted` waits for it even before its first frame.
+
+        ``capacity`` sets this camera's slot size (kept when registering again without one).
+        """
+        if capacity is not None and capacity < 1:
+            raise ValueError("capacity must be >= 1")
         with self._cond:
             self._ensure(camera)
             self._finished.discard(camera)
+            if capacity is not None:
+                self._capacity[camera] = capacity
 
     def _ensure(self, camera: str) -> deque[Frame]:
         slot = self._slots.get(camera)
@@ -77,13 +88,14 @@ class FrameHandoff:
         """
         with self._cond:
             slot = self._ensure(frame.camera)
-            while self.lossless and len(slot) >= self.capacity:
+            capacity = self._capacity.get(frame.camera, self.capacity)
+            while self.lossless and len(slot) >= capacity:
                 if self.stop.is_set():
                     self._dropped[frame.camera] += 1
                     return frame
                 self._cond.wait(_STOP_POLL)
             dropped = None
-            if len(slot) >= self.capacity:
+            if len(slot) >= capacity:
                 dropped = slot.popleft()
                 self._dropped[frame.camera] += 1
             slot.append(frame)

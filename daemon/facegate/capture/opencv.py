@@ -1,6 +1,7 @@
 """Cameras OpenCV can open: V4L2/USB devices, network streams (RTSP/HTTP via FFmpeg), GStreamer pipelines.
 
-``device`` selects the backend:
+The target is ``device`` (or, as the YAML spells it, one of ``path``, ``url``, ``pipeline``; ``api``
+is an alias of ``backend``) and selects the backend:
 
 * ``0`` / ``"0"`` / ``"/dev/video0"``: a V4L2 device (USB webcam, HDMI grabber, Pi camera through
   the libcamera V4L2 compatibility layer). ``width``/``height``/``fps``/``fourcc`` are requested
@@ -73,8 +74,12 @@ class OpenCvSource(FrameSource):
         self,
         camera: str = "opencv",
         *,
-        device: int | str = 0,
+        device: int | str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        pipeline: str | None = None,
         backend: Backend = "auto",
+        api: Backend | None = None,
         width: int | None = None,
         height: int | None = None,
         fps: float | None = None,
@@ -84,14 +89,20 @@ class OpenCvSource(FrameSource):
         buffer_size: int | None = 1,
     ) -> None:
         super().__init__(camera)
+        targets = [t for t in (device, path, url, pipeline) if t is not None]
+        if len(targets) > 1:
+            raise ConfigError(f"opencv camera {camera!r}: give only one of device, path, url, pipeline")
+        first = targets[0] if targets else 0
+        target: int | str = first if isinstance(first, int) else os.fspath(first)
+        backend = api if api is not None else backend
         if backend not in ("auto", "v4l2", "ffmpeg", "gstreamer"):
             raise ConfigError(f"opencv camera {camera!r}: unknown backend {backend!r}")
         if fourcc is not None and len(fourcc) != 4:
             raise ConfigError(f"opencv camera {camera!r}: fourcc must be 4 characters, not {fourcc!r}")
         if open_timeout <= 0 or read_timeout <= 0:
             raise ConfigError(f"opencv camera {camera!r}: timeouts must be positive")
-        self.device: int | str = int(device) if isinstance(device, str) and device.strip().isdigit() else device
-        self.backend: Literal["v4l2", "ffmpeg", "gstreamer"] = classify(device) if backend == "auto" else backend
+        self.device: int | str = int(target) if isinstance(target, str) and target.strip().isdigit() else target
+        self.backend: Literal["v4l2", "ffmpeg", "gstreamer"] = classify(target) if backend == "auto" else backend
         self.width = width
         self.height = height
         self.fps = fps

@@ -8,7 +8,8 @@ image by multiplying by ``main_size / lores_size``.
 Formats: the lores stream is ``YUV420`` (I420) by default because the Pi 4's ISP (VC4) offers
 nothing else for lores; it is converted with ``cv2.COLOR_YUV2BGR_I420`` after trimming the stride
 padding. picamera2's ``"RGB888"`` (used for ``main``) is BGR byte order in memory, i.e. already
-OpenCV's order. On a Pi 5 ``lores_format: RGB888`` skips the conversion.
+OpenCV's order; ``"XRGB8888"`` is B, G, R, X (the fourth byte is dropped). On a Pi 5
+``lores_format: RGB888`` skips the conversion.
 
 Buffers: each request is held only while the arrays are copied out and is always released
 (``try/finally``). Waiting uses picamera2's job API with a timeout; a capture that times out stays
@@ -39,7 +40,8 @@ from facegate.types import Frame, ImageBGR
 
 logger = logging.getLogger(__name__)
 
-LoresFormat = Literal["YUV420", "RGB888"]
+LoresFormat = Literal["YUV420", "RGB888", "XRGB8888"]
+MainFormat = Literal["RGB888", "XRGB8888"]
 
 INSTALL_HINT = (
     "picamera2 is not importable. It comes with Raspberry Pi OS: `sudo apt install python3-picamera2`, "
@@ -72,7 +74,10 @@ def yuv420_to_bgr(array: NDArray[np.uint8], size: tuple[int, int]) -> ImageBGR:
 
 
 def rgb888_to_bgr(array: NDArray[np.uint8], size: tuple[int, int]) -> ImageBGR:
-    """picamera2 "RGB888" arrays are ``(H, W, 3)`` in B, G, R byte order already: copy out of the buffer."""
+    """picamera2 "RGB888" ``(H, W, 3)`` / "XRGB8888" ``(H, W, 4)`` arrays are B, G, R(, X) in memory.
+
+    Returns an owned BGR copy, so the camera buffer can be released.
+    """
     width, height = size
     if array.ndim != 3 or array.shape[2] < 3 or array.shape[0] != height or array.shape[1] < width:
         raise CaptureError(f"RGB888 buffer of shape {array.shape} does not fit {width}x{height}")
@@ -91,27 +96,33 @@ class PicameraSource(FrameSource):
         camera_num: int = 0,
         lores_size: tuple[int, int] = (640, 360),
         lores_format: LoresFormat = "YUV420",
-        main_size: tuple[int, int] | None = (1920, 1080),
-        fps: float = 15.0,
+        main_size: tuple[int, int] | None = (1280, 720),
+        main_format: MainFormat = "RGB888",
+        fps: float | None = None,
+        snapshot_from_main: bool = True,
         buffer_count: int = 4,
         hflip: bool = False,
         vflip: bool = False,
         controls: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(camera)
-        if lores_format not in ("YUV420", "RGB888"):
-            raise ConfigError(f"picamera2 camera {camera!r}: lores_format must be YUV420 or RGB888")
+        if lores_format not in ("YUV420", "RGB888", "XRGB8888"):
+            raise ConfigError(f"picamera2 camera {camera!r}: lores_format must be YUV420, RGB888 or XRGB8888")
+        if main_format not in ("RGB888", "XRGB8888"):
+            raise ConfigError(f"picamera2 camera {camera!r}: main_format must be RGB888 or XRGB8888")
         if lores_size[0] % 2 or lores_size[1] % 2:
             raise ConfigError(f"picamera2 camera {camera!r}: lores_size must have even width and height")
         if main_size is not None and (main_size[0] < lores_size[0] or main_size[1] < lores_size[1]):
             raise ConfigError(f"picamera2 camera {camera!r}: main_size must not be smaller than lores_size")
-        if not 0.5 <= fps <= 240.0:
+        if fps is not None and not 0.5 <= fps <= 240.0:
             raise ConfigError(f"picamera2 camera {camera!r}: fps {fps} is out of range")
         self.camera_num = camera_num
         self.lores_size = (int(lores_size[0]), int(lores_size[1]))
         self.lores_format: LoresFormat = lores_format
         self.main_size = (int(main_size[0]), int(main_size[1])) if main_size is not None else None
+        self.main_format: MainFormat = main_format
         self.fps = fps
+        self.snapshot_from_main = snapshot_from_main
         self.buffer_count = buffer_count
         self.hflip = hflip
         self.vflip = vflip
@@ -156,11 +167,14 @@ class PicameraSource(FrameSource):
                     lores.get("stride"), picam2.camera_config["main"]["size"])
 
     def _configuration(self, picam2: Any) -> Any:
-        main: dict[str, Any] = {"format": "RGB888"}
+        main: dict[str, Any] = {"format": self.main_format}
         if self.main_size is not None:
             main["size"] = self.main_size
-        frame_us = round(1_000_000 / self.fps)
-        controls: dict[str, Any] = {"FrameDurationLimits": (frame_us, frame_us), **self.controls}
+        controls: dict[str, Any] = {}
+        if self.fps is not None:
+            frame_us = round(1_000_000 / self.fps)
+            controls["FrameDurationLimits"] = (frame_us, frame_us)
+        controls.update(self.controls)
         kwargs: dict[str, Any] = {
             "main": main,
             "lores": {"size": self.lores_size, "format": self.lores_format},
@@ -204,8 +218,11 @@ class PicameraSource(FrameSource):
         return self._make_frame(image)
 
     def snapshot(self, timeout: float = 1.0) -> ImageBGR | None:
-        """A full-resolution BGR copy of the next ``main`` frame (any thread), or ``None`` on timeout."""
-        if self.main_size is None:
+        """A full-resolution BGR copy of the next ``main`` frame (any thread), or ``None`` on timeout.
+
+        ``None`` at once when ``snapshot_from_main`` is off: crop snapshots from the lores frame then.
+        """
+        if not self.snapshot_from_main:
             return None
         self._snapshot_ready.clear()
         self._snapshot_wanted.set()
@@ -237,4 +254,12 @@ def _quietly_close(picam2: Any) -> None:
             logger.debug("picamera2 %s failed during close", method, exc_info=True)
 
 
-__all__ = ["INSTALL_HINT", "LoresFormat", "PicameraSource", "import_picamera2", "rgb888_to_bgr", "yuv420_to_bgr"]
+__all__ = [
+    "INSTALL_HINT",
+    "LoresFormat",
+    "MainFormat",
+    "PicameraSource",
+    "import_picamera2",
+    "rgb888_to_bgr",
+    "yuv420_to_bgr",
+]

@@ -40,8 +40,11 @@ Pacing = Literal["realtime", "fast"]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
-#: frame rate of image folders and in-memory frames when none is given
-DEFAULT_IMAGE_FPS = 10.0
+#: frame rate of image folders and in-memory frames when none is given (as documented in the config)
+DEFAULT_IMAGE_FPS = 5.0
+
+#: the config's spelling of ``pacing="fast"`` in the ``fps`` key
+AS_FAST_AS_POSSIBLE = "as_fast_as_possible"
 
 
 class _Reader:
@@ -157,7 +160,8 @@ class ReplaySource(FrameSource):
 
     Exactly one of ``path`` (video file or folder) and ``frames`` (BGR uint8 ``(H, W, 3)`` arrays)
     is given. ``width``/``height`` (both or neither) resize every frame. ``fps`` overrides the
-    file's frame rate (and is the rate of folders and in-memory frames; default 10).
+    file's frame rate (and is the rate of folders and in-memory frames; default 5);
+    ``fps="as_fast_as_possible"`` (the YAML spelling) means ``pacing="fast"``.
     """
 
     kind = "replay"
@@ -169,12 +173,16 @@ class ReplaySource(FrameSource):
         path: str | os.PathLike[str] | None = None,
         frames: Sequence[ImageBGR] | None = None,
         pacing: Pacing = "realtime",
-        fps: float | None = None,
+        fps: float | Literal["as_fast_as_possible"] | None = None,
         loop: bool = False,
         width: int | None = None,
         height: int | None = None,
     ) -> None:
         super().__init__(camera)
+        if fps == AS_FAST_AS_POSSIBLE:
+            pacing, fps = "fast", None
+        elif isinstance(fps, str):
+            raise ConfigError(f"replay camera {camera!r}: fps must be a number or {AS_FAST_AS_POSSIBLE!r}")
         if (path is None) == (frames is None):
             raise ConfigError(f"replay camera {camera!r}: give exactly one of 'path' and 'frames'")
         if pacing not in ("realtime", "fast"):
@@ -325,4 +333,4 @@ class ReplaySource(FrameSource):
         return np.ascontiguousarray(image)
 
 
-__all__ = ["DEFAULT_IMAGE_FPS", "IMAGE_SUFFIXES", "Pacing", "ReplaySource"]
+__all__ = ["AS_FAST_AS_POSSIBLE", "DEFAULT_IMAGE_FPS", "IMAGE_SUFFIXES", "Pacing", "ReplaySource"]
