@@ -48,6 +48,7 @@ MAX_DEPTH = 64
 MAX_FILE_BYTES = 1024 * 1024
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<fallback>:-(?P<default>[^}]*))?\}|\$\{")
 
 
@@ -63,7 +64,10 @@ def interpolate(text: str, environ: Mapping[str, str]) -> str:
             raise ConfigError("invalid '${' reference: use ${NAME}, ${NAME:-default} or $$ for a literal '$'")
         value = environ.get(name)
         if match.group("fallback") is not None and not value:
-            return match.group("default")
+            default = match.group("default")
+            if "${" in default:
+                raise ConfigError(f"nested '${{' in the default of ${{{name}}} is not supported")
+            return default
         if value is None:
             raise ConfigError(f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
         return value
@@ -165,6 +169,9 @@ class _Builder:
                 ]
             )
         self.value_marks[path] = _mark(node)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
+            self.error(path, node, f"unsupported tag {node.tag}")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):

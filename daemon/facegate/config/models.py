@@ -18,7 +18,7 @@ import importlib
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -35,6 +35,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+
+from facegate.config.redaction import redact_text
 
 LIVE = "live"
 REBUILD_CAMERA = "rebuild:camera"
@@ -242,6 +244,11 @@ class OpencvSource(_Section):
         if len(given) > 1:
             raise ValueError(f"set only one of device, path, url, pipeline (got {', '.join(given)})")
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # an RTSP URL or a pipeline may carry a camera password
+        for name, value in super().__repr_args__():
+            yield name, redact_text(value) if isinstance(value, str) else value
 
     @property
     def target(self) -> int | str:
@@ -676,7 +683,7 @@ class StatsConfig(_Section):
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="log level", json_schema_extra=_LIVE
+        default="INFO", description="log level: DEBUG, INFO, WARNING or ERROR", json_schema_extra=_LIVE
     )
 
     @field_validator("level", mode="before")
@@ -704,22 +711,32 @@ class FacegateConfig(_Section):
         description="writable directory for the gallery, the spool and runtime overrides; null = "
         "$STATE_DIRECTORY (systemd), else ~/.local/share/facegate",
     )
-    device: DeviceConfig = Field(default_factory=DeviceConfig, description="device identity")
+    device: DeviceConfig = Field(
+        default_factory=DeviceConfig, description="identity of this device on the broker and in Home Assistant"
+    )
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="cameras, each with a unique id")
-    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="face detector")
-    recognition: RecognitionConfig = Field(default_factory=RecognitionConfig, description="embedder and matching")
-    gates: GatesConfig = Field(default_factory=GatesConfig, description="face quality gates")
-    decision: DecisionConfig = Field(default_factory=DecisionConfig, description="tracking and voting")
-    gallery: GalleryConfig = Field(default_factory=GalleryConfig, description="enrolled people")
-    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker and topics")
+    detector: DetectorConfig = Field(
+        default_factory=DetectorConfig, description="face detector backend and its options"
+    )
+    recognition: RecognitionConfig = Field(
+        default_factory=RecognitionConfig, description="face embedder and gallery matching"
+    )
+    gates: GatesConfig = Field(default_factory=GatesConfig, description="face quality gates applied before embedding")
+    decision: DecisionConfig = Field(default_factory=DecisionConfig, description="tracking and voting across frames")
+    gallery: GalleryConfig = Field(default_factory=GalleryConfig, description="the SQLite gallery of enrolled people")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT broker connection, topics and offline spool")
     homeassistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery"
     )
-    security: SecurityConfig = Field(default_factory=SecurityConfig, description="remote commands and signing")
-    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig, description="facial attributes on events")
-    liveness: LivenessConfig = Field(default_factory=LivenessConfig, description="anti-spoofing")
-    stats: StatsConfig = Field(default_factory=StatsConfig, description="periodic statistics")
-    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="logging")
+    security: SecurityConfig = Field(
+        default_factory=SecurityConfig, description="remote commands, signatures and rate limits"
+    )
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig, description="facial attributes attached to events")
+    liveness: LivenessConfig = Field(
+        default_factory=LivenessConfig, description="liveness checks against photos and screens"
+    )
+    stats: StatsConfig = Field(default_factory=StatsConfig, description="periodic statistics message")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="log level of the daemon")
 
     @field_validator("cameras")
     @classmethod

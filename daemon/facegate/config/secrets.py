@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from facegate.config.models import CREDENTIAL_PATTERN, SecurityConfig
+from facegate.config.redaction import redact_text
 from facegate.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -27,15 +28,6 @@ MAX_SECRET_BYTES = 64 * 1024
 REDACTED = "**********"
 
 _CREDENTIAL_NAME = re.compile(CREDENTIAL_PATTERN)
-# scheme://user:password@host -> scheme://user:***@host (RTSP cameras carry passwords in URLs)
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s/]*@")
-
-
-def redact_text(text: str) -> str:
-    """``text`` with passwords inside URLs replaced by ``***``."""
-    return _URL_PASSWORD.sub(r"\g<head>***@", text)
-
-
 def redact(value: Any) -> Any:
     """Deep copy of a JSON-like value with SecretStr values masked and URL passwords removed."""
     if isinstance(value, SecretStr):

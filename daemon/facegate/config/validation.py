@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from facegate.config.secrets import redact_text
+from facegate.config.redaction import redact_text
 from facegate.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -86,9 +86,10 @@ class Located:
     echo: bool = False
 
 
-def clean_path(data: Any, loc: Loc) -> Loc:
+def clean_path(data: Any, loc: Loc, *, missing: bool = False) -> Loc:
     """Follow ``loc`` through the input ``data``; drops pydantic's union-member tags and anything
-    below a scalar (union member names)."""
+    below a scalar (union member names). With ``missing`` the last element is a key absent from the
+    input and is kept."""
     path: list[str | int] = []
     node = data
     for i, elem in enumerate(loc):
@@ -96,8 +97,8 @@ def clean_path(data: Any, loc: Loc) -> Loc:
             if elem in node:
                 path.append(elem)
                 node = node[elem]
-            elif i == len(loc) - 1:
-                path.append(elem)  # a missing key
+            elif missing and i == len(loc) - 1:
+                path.append(elem)
                 break
             # else: a discriminated-union tag such as "replay"
         elif isinstance(node, (list, tuple)) and isinstance(elem, int) and 0 <= elem < len(node):
@@ -119,8 +120,8 @@ def from_pydantic(
     echo permission. Errors at one path (one per union member) are merged into one message."""
     merged: dict[Loc, tuple[Located, list[str], str, str | None]] = {}
     for item in err.errors(include_url=False, include_context=False):
-        path = clean_path(data, tuple(item["loc"]))
         kind = str(item["type"])
+        path = clean_path(data, tuple(item["loc"]), missing=kind == "missing")
         msg = str(item["msg"])
         if kind in _TAG_ERRORS:
             path = (*path, "type")
