@@ -10,7 +10,7 @@ import pytest
 
 from facegate.types import ImageBGR
 
-pytest_plugins: list[str] = ["tests.fixtures.mosquitto"]
+pytest_plugins: list[str] = ["tests.fixtures.mosquitto", "tests.fixtures.real_faces"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = REPO_ROOT / "daemon" / "facegate" / "samples"

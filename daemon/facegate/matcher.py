@@ -9,8 +9,8 @@ Metrics (all "smaller is closer"):
 
 Everything is one matrix-vector product: ``euclidean`` is expanded as
 ``||a||^2 + ||b||^2 - 2 a.b`` with precomputed norms and clipped at 0. Near zero the expansion loses
-precision to cancellation (float32: about 1e-3 absolute on vectors of norm ~1), which is far below
-any decision threshold.
+precision to cancellation (float32: up to ~1e-3 times the vectors' norm), far below any decision
+threshold; the 1:1 :func:`distance` is computed directly in float64.
 
 Storage choice (measured with ``facegate.bench.gallery``, see its docstring): the :class:`Matcher`
 keeps the gallery as **float32**. numpy has no float16 BLAS, so a float16 matrix must be up-cast chunk

@@ -512,6 +512,9 @@ class SqliteGallery:
     def _migrate(self) -> None:
         conn = self._conn()
         try:
+            # the common case needs no write lock: opening must not wait for another process's enrolment
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 current = int(conn.execute("PRAGMA user_version").fetchone()[0])
