@@ -1,0 +1,1 @@
+"""Benchmarks behind ``facegate bench``: each module returns rows; the command prints them."""

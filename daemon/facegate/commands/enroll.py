@@ -1,0 +1,61 @@
+"""``facegate enroll NAME IMG...|DIR``: enrol photos of one person (all-or-nothing per call).
+
+Exit 0 when at least one photo was stored, 3 when no photo had a usable face, 4 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from facegate.commands.common import add_json_arg
+from facegate.commands.output import emit_json, emit_table, emit_text
+from facegate.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("enroll", help="enrol a person from photos or a folder", description=__doc__)
+    p.add_argument("name", help="display name (the person id is derived from it unless --id is given)")
+    p.add_argument("images", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--id", dest="person_id", help="person id (slug: a-z, 0-9, _ and -)")
+    p.add_argument("--gallery", help="gallery database (default: $FACEGATE_GALLERY or the state directory)")
+    p.add_argument("--replace", action="store_true", help="replace the person's existing embeddings")
+    p.add_argument("-d", "--detector-backend", default="mediapipe")
+    p.add_argument("-m", "--model-name", default="Dlib")
+    add_json_arg(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facegate.api import _engine, default_gallery_path
+    from facegate.enrollment import enroll_photos, iter_photo_paths
+    from facegate.gallery.records import slugify
+    from facegate.gallery.store import SqliteGallery
+
+    paths = iter_photo_paths(args.images)
+    if not paths:
+        raise ConfigError("no image files found in the given paths")
+    person_id = args.person_id or slugify(args.name)
+    engine = _engine(args.model_name, args.detector_backend)
+    gallery_path = Path(args.gallery) if args.gallery else default_gallery_path()
+    gallery_path.parent.mkdir(parents=True, exist_ok=True)
+    show_progress = sys.stderr.isatty() and len(paths) > 1 and not args.json
+    photos: list[tuple[str, Any]] = [(str(path), path) for path in paths]
+    if show_progress:
+        sys.stderr.write(f"enrolling {len(paths)} photos of {args.name}...\n")
+    with SqliteGallery(gallery_path, model_id=engine.model_id) as gallery:
+        outcome = enroll_photos(gallery, engine, person_id, args.name, photos, replace=args.replace)
+    if args.json:
+        emit_json(outcome.to_dict())
+    else:
+        emit_text(f"{args.name} ({person_id}): {outcome.stored} of {len(paths)} photo(s) stored in {gallery_path}")
+        emit_table(["photo", "status", "quality", "detail"],
+                   [[p.label, p.status, "" if p.quality is None else f"{p.quality:.2f}", p.detail]
+                    for p in outcome.photos])
+    if outcome.ok:
+        return 0
+    if all(p.status in ("no_face", "several_faces") for p in outcome.photos):
+        return 3
+    return 4

@@ -1,0 +1,114 @@
+"""``facegate evaluate PAIRS.csv``: verification accuracy, best threshold, ROC AUC, TAR@FAR.
+
+Image paths in the CSV are relative to the CSV's folder (or ``--root``). With ``--detection
+detection.csv`` it evaluates face counts per detector instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegate.commands.common import add_json_arg
+from facegate.commands.output import emit_json, emit_table, emit_text
+from facegate.errors import ConfigError
+from facegate.types import METRICS, Metric
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("evaluate", help="accuracy on a labelled pairs CSV", description=__doc__)
+    p.add_argument("pairs", nargs="?", help="CSV with img_a,img_b,same[,source]")
+    p.add_argument("--root", help="folder the image paths are relative to (default: the CSV's folder)")
+    p.add_argument("-d", "--detector-backend", default="mediapipe")
+    p.add_argument("-m", "--model-name", default="Dlib")
+    p.add_argument("--model-variant", default=None, help="e.g. int8 or fp32 (default: the model's default)")
+    p.add_argument("--distance-metric", default="euclidean", choices=[*METRICS, "all"])
+    p.add_argument("--threshold", type=float, default=None, help="threshold to score (default: the model's)")
+    p.add_argument("--roc", metavar="OUT.png", help="write a ROC plot")
+    p.add_argument("--detection", metavar="DETECTION.csv", help="evaluate detectors on a face-count CSV")
+    p.add_argument("--detectors", default="all", help="comma-separated detector backends for --detection")
+    p.add_argument("--threads", type=int, default=1)
+    add_json_arg(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.detection:
+        from facegate.evaluation.detection import run_detection_command
+
+        code: int = run_detection_command(args)
+        return code
+    if not args.pairs:
+        raise ConfigError("give a pairs CSV (or --detection CSV)")
+    from facegate.engine import get_engine
+    from facegate.evaluation.metrics import roc
+    from facegate.evaluation.pairs import (
+        EmbeddingCache,
+        cross_validated_accuracy,
+        pair_distances,
+        read_pairs,
+        report,
+        roc_plot_png,
+    )
+
+    csv_path = Path(args.pairs)
+    if not csv_path.is_file():
+        raise ConfigError(f"{csv_path}: no such file")
+    root = Path(args.root) if args.root else csv_path.parent
+    pairs = read_pairs(csv_path)
+    engine = get_engine(args.detector_backend, args.model_name, model_variant=args.model_variant,
+                        num_threads=args.threads)
+    cache = EmbeddingCache(engine, root)
+    metrics: list[Metric] = list(METRICS) if args.distance_metric == "all" else [args.distance_metric]
+    interactive = sys.stderr.isatty() and not args.json
+
+    def progress(i: int) -> None:
+        if interactive and i % 20 == 0:
+            sys.stderr.write(f"\r{i}/{len(pairs)} pairs, {len(cache.vectors)} images embedded")
+            sys.stderr.flush()
+
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, tuple[Any, Any]] = {}
+    for metric in metrics:
+        kept, dists = pair_distances(pairs, cache, metric, progress)
+        if interactive:
+            sys.stderr.write("\n")
+        threshold = args.threshold if args.threshold is not None else engine.embedder.thresholds.get(metric)
+        if threshold is None:
+            raise ConfigError(f"model {args.model_name} has no {metric} threshold; pass --threshold")
+        for subset, chosen in (("all", kept), ("peer", [p for p in kept if p.peer])):
+            idx = [i for i, p in enumerate(kept) if p in chosen] if subset != "all" else list(range(len(kept)))
+            rep = report(subset, chosen, dists[idx], float(threshold))
+            row = dataclasses.asdict(rep)
+            row["metric"] = metric
+            row["cv_accuracy"] = cross_validated_accuracy(chosen, dists[idx])
+            rows.append(row)
+            if subset == "all":
+                same = np.array([p.same for p in kept], dtype=bool)
+                curve = roc(dists, same)
+                curves[metric] = (curve.far, curve.tar)
+    if args.roc:
+        roc_plot_png(curves, Path(args.roc))
+    summary = {"pairs_file": str(csv_path), "model": args.model_name, "model_id": engine.model_id,
+               "detector_backend": args.detector_backend, "images_embedded": len(cache.vectors),
+               "images_without_detected_face": sorted(cache.undetected), "images_failed": cache.failed,
+               "results": rows}
+    if args.json:
+        emit_json(summary)
+        return 0
+    emit_text(f"{csv_path}: {len(pairs)} pairs, {len(cache.vectors)} images "
+              f"({len(cache.undetected)} without a detected face, embedded whole; {len(cache.failed)} failed)")
+    emit_table(
+        ["metric", "subset", "pairs", "same", "threshold", "accuracy", "best thr", "best acc", "cv acc", "AUC",
+         "TAR@1e-2", "TAR@1e-3"],
+        [[r["metric"], r["subset"], r["pairs"], r["same"], f"{r['threshold']:.4f}", f"{100 * r['accuracy']:.2f}%",
+          f"{r['best_threshold']:.4f}", f"{100 * r['best_accuracy']:.2f}%", f"{100 * r['cv_accuracy']:.2f}%",
+          f"{r['auc']:.4f}", f"{100 * r['tar_at_far_1e2']:.1f}%", f"{100 * r['tar_at_far_1e3']:.1f}%"]
+         for r in rows],
+    )
+    return 0

@@ -1,0 +1,222 @@
+"""One detector + aligner + embedder combination, loaded once per process and shared.
+
+The library API, the CLI, the folder-of-images gallery sync and the daemon all go through
+:class:`FaceEngine`, so a photo enrolled from the CLI and a face seen by the daemon produce vectors of
+the same model, detector and alignment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facegate.align import Aligner, build_aligner
+from facegate.detectors.base import FaceDetector
+from facegate.detectors.registry import build_detector
+from facegate.embedders.base import Embedder
+from facegate.embedders.registry import build_embedder
+from facegate.errors import ImageError, NoFaceError
+from facegate.types import AlignedFace, Box, Embedding, FaceDetection, FaceQuality, FloatArray, ImageBGR
+
+logger = logging.getLogger(__name__)
+
+#: Frames larger than this (longest side) are downscaled for detection; boxes are mapped back.
+DETECTION_MAX_SIDE = 1280
+
+
+@dataclass(frozen=True, slots=True)
+class EngineKey:
+    detector_backend: str
+    model_name: str
+    model_variant: str | None
+    detector_variant: str | None
+    landmarks: str
+    num_threads: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaceResult:
+    """A detected face, its aligned chip and (when computed) its embedding."""
+
+    detection: FaceDetection
+    aligned: AlignedFace
+    embedding: Embedding | None = None
+
+
+def _scaled_detection(det: FaceDetection, factor: float) -> FaceDetection:
+    if factor == 1.0:
+        return det
+    box = det.box
+    return FaceDetection(
+        box=Box(box.x1 * factor, box.y1 * factor, box.x2 * factor, box.y2 * factor),
+        score=det.score,
+        landmarks=(det.landmarks * np.float32(factor)).astype(np.float32),
+        landmark_names=det.landmark_names,
+        detector=det.detector,
+    )
+
+
+class FaceEngine:
+    """Detection, alignment and embedding for one configuration.
+
+    ``detect`` downscales very large images before detection (bounded memory and time) and maps the
+    results back to source pixels; alignment always samples the full-resolution source.
+    """
+
+    def __init__(
+        self,
+        detector_backend: str = "mediapipe",
+        model_name: str = "Dlib",
+        *,
+        model_variant: str | None = None,
+        detector_variant: str | None = None,
+        landmarks: str = "auto",
+        num_threads: int = 1,
+    ) -> None:
+        options = {} if detector_variant is None else {"variant": detector_variant}
+        self.detector: FaceDetector = build_detector(detector_backend, num_threads=num_threads, **options)
+        self.embedder: Embedder = build_embedder(model_name, variant=model_variant, num_threads=num_threads)
+        self.aligner: Aligner = build_aligner(self.embedder.alignment, landmarks=landmarks, num_threads=num_threads)
+        self.detector_backend = detector_backend
+        self.model_name = model_name
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    def detect(self, image: ImageBGR) -> list[FaceDetection]:
+        h, w = image.shape[:2]
+        factor = 1.0
+        work = image
+        if max(h, w) > DETECTION_MAX_SIDE:
+            factor = max(h, w) / DETECTION_MAX_SIDE
+            work = np.ascontiguousarray(
+                cv2.resize(image, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA), dtype=np.uint8
+            )
+        return [_scaled_detection(d, factor) for d in self.detector.detect(work)]
+
+    def align(self, image: ImageBGR, detection: FaceDetection) -> AlignedFace:
+        return self.aligner.align(image, detection)
+
+    def whole_image_face(self, image: ImageBGR) -> FaceResult:
+        """``detector_backend="skip"`` semantics: the image itself is the face chip."""
+        size = self.embedder.alignment.size
+        chip: ImageBGR = np.ascontiguousarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA),
+                                              dtype=np.uint8)
+        h, w = image.shape[:2]
+        det = FaceDetection(
+            box=Box(0.0, 0.0, float(w), float(h)),
+            score=1.0,
+            landmarks=np.array([[w * 0.35, h * 0.4], [w * 0.65, h * 0.4]], dtype=np.float32),
+            landmark_names=("right_eye", "left_eye"),
+            detector="skip",
+        )
+        sx, sy = size / w, size / h
+        transform = np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]], dtype=np.float32)
+        gray = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY)
+        quality = FaceQuality(face_size=w * 0.3, sharpness=float(cv2.Laplacian(gray, cv2.CV_64F).var()), yaw=0.0)
+        return FaceResult(det, AlignedFace(chip, det, transform, "skip", quality))
+
+    def faces(
+        self,
+        image: ImageBGR,
+        *,
+        enforce_detection: bool = True,
+        max_faces: int | None = None,
+        skip_detection: bool = False,
+        source: str = "image",
+    ) -> list[FaceResult]:
+        """Detected and aligned faces, largest first (DeepFace orders by area when ``max_faces`` is set)."""
+        if skip_detection or self.detector_backend.casefold() == "skip":
+            return [self.whole_image_face(image)]
+        detections = self.detect(image)
+        if not detections:
+            if enforce_detection:
+                raise NoFaceError(
+                    f"{source}: no face detected; check the image or pass enforce_detection=False"
+                )
+            return []
+        detections.sort(key=lambda d: d.box.area, reverse=True)
+        if max_faces is not None:
+            detections = detections[: max(0, max_faces)]
+        return [FaceResult(d, self.align(image, d)) for d in detections]
+
+    def embed_chips(self, chips: Sequence[ImageBGR]) -> FloatArray:
+        if not chips:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return self.embedder.embed(chips)
+
+    def represent(
+        self,
+        image: ImageBGR,
+        *,
+        enforce_detection: bool = True,
+        max_faces: int | None = None,
+        skip_detection: bool = False,
+        source: str = "image",
+    ) -> list[FaceResult]:
+        found = self.faces(
+            image,
+            enforce_detection=enforce_detection,
+            max_faces=max_faces,
+            skip_detection=skip_detection,
+            source=source,
+        )
+        if not found:
+            return []
+        vectors = self.embed_chips([f.aligned.image for f in found])
+        return [
+            FaceResult(f.detection, f.aligned, Embedding(vectors[i].copy(), self.model_id))
+            for i, f in enumerate(found)
+        ]
+
+
+_ENGINES: dict[EngineKey, FaceEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(
+    detector_backend: str = "mediapipe",
+    model_name: str = "Dlib",
+    *,
+    model_variant: str | None = None,
+    detector_variant: str | None = None,
+    landmarks: str = "auto",
+    num_threads: int = 1,
+) -> FaceEngine:
+    """The process-wide engine for a configuration (models load once per process)."""
+    key = EngineKey(detector_backend.casefold(), model_name.casefold(), model_variant, detector_variant,
+                    landmarks, num_threads)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = FaceEngine(
+                detector_backend,
+                model_name,
+                model_variant=model_variant,
+                detector_variant=detector_variant,
+                landmarks=landmarks,
+                num_threads=num_threads,
+            )
+            _ENGINES[key] = engine
+        return engine
+
+
+def largest(results: list[FaceResult], *, source: str) -> FaceResult:
+    if not results:
+        raise NoFaceError(f"{source}: no face detected")
+    return max(results, key=lambda r: r.detection.box.area)
+
+
+def check_image(image: ImageBGR, *, source: str) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"{source}: internal error, expected a BGR uint8 image")
+
+
+__all__ = ["FaceEngine", "FaceResult", "get_engine", "largest"]
