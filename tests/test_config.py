@@ -290,6 +290,11 @@ def test_yaml_conveniences() -> None:
     assert config.liveness.mode == "off"  # YAML 1.1 'off' is false
     assert config.logging.level == "DEBUG"
     assert config.analysis.actions == ("age", "gender")
+    shorthand = parse("analysis: [emotion, age]\nliveness: blink+motion\n")
+    assert shorthand.analysis.actions == ("emotion", "age") and shorthand.liveness.mode == "blink+motion"
+    assert parse("liveness: off\n").liveness.mode == "off"
+    (bad_mode,) = errors_of("analysis: []\nliveness: sometimes\n")
+    assert (bad_mode.loc, bad_mode.line) == ("liveness", 2)
     (race,) = errors_of("analysis: {actions: [age, race]}")
     assert "race" in race.msg and "no redistributable" in race.msg
 

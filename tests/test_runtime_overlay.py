@@ -124,6 +124,12 @@ def test_invalid_patch_is_rejected_with_field_errors_and_nothing_changes(runtime
         runtime.preview({"decision": {"window_s": float("nan")}})
     with pytest.raises(ConfigValidationError):
         runtime.apply(["not", "an", "object"])
+    deep: dict[str, Any] = {}
+    for _ in range(100_000):
+        deep = {"analysis": deep}
+    with pytest.raises(ConfigValidationError):
+        runtime.apply(deep)
+    assert runtime.overlay_path.read_bytes() == file_before
 
 
 @pytest.mark.parametrize(

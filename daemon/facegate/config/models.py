@@ -609,11 +609,18 @@ class SecurityConfig(_Section):
 
 
 class AnalysisConfig(_Section):
+    """Also accepts the YAML shorthand ``analysis: [emotion, age, gender]``."""
+
     actions: tuple[Literal["emotion", "age", "gender"], ...] = Field(
         default=(),
         description="attributes computed once per track and attached to events: emotion, age, gender",
         json_schema_extra=_ANALYSIS,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"actions": value} if isinstance(value, (list, tuple)) else value
 
     @field_validator("actions", mode="before")
     @classmethod
@@ -627,7 +634,8 @@ class AnalysisConfig(_Section):
 
 
 class LivenessConfig(_Section):
-    """Active 2-D liveness: a print or a screen is refused, a video replay of a blinking face is not."""
+    """Active 2-D liveness: a print or a screen is refused, a video replay of a blinking face is not.
+    Also accepts the YAML shorthand ``liveness: blink``."""
 
     mode: Literal["off", "blink", "motion", "blink+motion"] = Field(
         default="off",
@@ -663,6 +671,11 @@ class LivenessConfig(_Section):
         description="outcome for a track that fails: a 'spoof' event, or no event",
         json_schema_extra=_LIVENESS,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, (str, bool)) else value
 
     @field_validator("mode", mode="before")
     @classmethod

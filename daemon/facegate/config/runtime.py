@@ -340,7 +340,7 @@ def _as_json(patch: Any) -> Any:
     """A deep, JSON-only copy of ``patch`` (the caller's object is never kept or modified)."""
     try:
         return json.loads(json.dumps(patch, allow_nan=False))
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RecursionError) as err:
         raise ConfigValidationError([FieldError("", "a config patch must be plain JSON", "type_error")]) from err
 
 
@@ -440,14 +440,23 @@ class RuntimeConfig:
                 logger.error("runtime override not applied: %s", error)
             if repair:
                 self._quarantine()
-                write_overlay(self._overlay_path, kept)
+                try:
+                    write_overlay(self._overlay_path, kept)
+                except ConfigError as err:
+                    # keep running on the YAML plus what still applies; the next change retries
+                    logger.warning("%s", err)
         logger.info("replayed runtime overrides from %s (%d key(s))", self._overlay_path, len(self._keys(kept)))
 
     def _quarantine(self) -> None:
         rejected = self._overlay_path.with_name(self._overlay_path.stem + REJECTED_SUFFIX)
-        with suppress(FileNotFoundError):
+        try:
             os.replace(self._overlay_path, rejected)
-            logger.warning("kept the previous runtime overrides as %s", rejected)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            logger.warning("cannot set the runtime overrides aside as %s: %s", rejected, err.strerror)
+            return
+        logger.warning("kept the previous runtime overrides as %s", rejected)
 
     @staticmethod
     def _salvage(base: FacegateConfig, stored: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:

@@ -28,6 +28,8 @@ MAX_SECRET_BYTES = 64 * 1024
 REDACTED = "**********"
 
 _CREDENTIAL_NAME = re.compile(CREDENTIAL_PATTERN)
+
+
 def redact(value: Any) -> Any:
     """Deep copy of a JSON-like value with SecretStr values masked and URL passwords removed."""
     if isinstance(value, SecretStr):
