@@ -193,6 +193,7 @@ class ReplaySource(FrameSource):
             raise ConfigError(f"replay camera {camera!r}: give both width and height (>= 2) or neither")
         self.path = Path(path) if path is not None else None
         self.pacing: Pacing = pacing
+        self._media_origin: float | None = None
         self.loop = loop
         self._fps_override = fps
         self._size = (width, height) if width is not None and height is not None else None
@@ -286,7 +287,15 @@ class ReplaySource(FrameSource):
             if wait > 0:
                 time.sleep(wait)
         image, self._pending = self._pending, None
-        frame = self._make_frame(image)
+        if self.pacing == "fast":
+            # Media clock: a fast replay stamps frames at their position in the recording, so the
+            # tracker and the votes see the recording's timing whatever the machine's speed.
+            if self._media_origin is None:
+                self._media_origin = time.monotonic()
+            period = 1.0 / (self.nominal_fps or DEFAULT_IMAGE_FPS)
+            frame = self._make_frame(image, self._media_origin + self._next_index * period)
+        else:
+            frame = self._make_frame(image)
         if self.pacing == "realtime" and self._due is not None:
             period = 1.0 / (self.nominal_fps or DEFAULT_IMAGE_FPS)
             self._due += period

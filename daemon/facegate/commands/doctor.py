@@ -1,0 +1,99 @@
+"""``facegate doctor [--config FILE]``: checks models, TFLite runtime, cameras and the broker.
+
+Prints one line per check (OK / WARN / FAIL) and exits 0 when nothing failed, 5 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+from typing import Any
+
+from facegate.commands.output import emit_table
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("doctor", help="diagnose models, cameras and the broker", description=__doc__)
+    p.add_argument("-c", "--config", help="YAML configuration file (cameras and broker to check)")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.set_defaults(handler=run)
+
+
+def _check_models(rows: list[list[str]]) -> None:
+    from facegate.errors import FacegateError
+    from facegate.inference.manifest import ModelZoo, verify_file
+    from facegate.inference.tflite import runtime_name
+
+    try:
+        rows.append(["OK", "tflite runtime", runtime_name()])
+    except FacegateError as err:
+        rows.append(["FAIL", "tflite runtime", str(err)])
+    zoo = ModelZoo()
+    for path, message in zoo.errors.items():
+        rows.append(["FAIL", f"manifest {path.name}", message])
+    for manifest in zoo.all():
+        try:
+            verify_file(manifest)
+            rows.append(["OK", f"model {manifest.name}", f"{manifest.kind} {manifest.family} {manifest.variant}"])
+        except FacegateError as err:
+            rows.append(["FAIL", f"model {manifest.name}", str(err)])
+
+
+def _check_cameras(config: Any, timeout: float, rows: list[list[str]]) -> None:
+    from facegate.capture.registry import build_source
+    from facegate.errors import FacegateError
+
+    for cam in config.cameras:
+        if not cam.enabled:
+            rows.append(["OK", f"camera {cam.id}", "disabled"])
+            continue
+        try:
+            source = build_source(cam.id, cam.source.model_dump())
+            source.open()
+            frame = source.read(timeout)
+            source.close()
+        except FacegateError as err:
+            rows.append(["FAIL", f"camera {cam.id}", str(err)])
+            continue
+        if frame is None:
+            rows.append(["WARN", f"camera {cam.id}", f"opened, but no frame within {timeout:g} s"])
+        else:
+            rows.append(["OK", f"camera {cam.id}", f"{frame.width}x{frame.height} frame read"])
+
+
+def _check_broker(config: Any, timeout: float, rows: list[list[str]]) -> None:
+    m = config.mqtt
+    if not m.enabled:
+        rows.append(["OK", "mqtt", "disabled"])
+        return
+    port = m.port if m.port is not None else (8883 if m.tls.enabled else 1883)
+    try:
+        with socket.create_connection((m.host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        rows.append(["FAIL", "mqtt broker", f"{m.host}:{port} unreachable ({err}); events will be spooled"])
+        return
+    rows.append(["OK", "mqtt broker", f"{m.host}:{port} accepts TCP connections"])
+    state = config.paths.state_dir
+    writable = state.exists() and Path(state).is_dir()
+    rows.append(["OK" if writable else "WARN", "state dir", f"{state}" + ("" if writable else " (missing)")])
+
+
+def run(args: argparse.Namespace) -> int:
+    rows: list[list[str]] = []
+    _check_models(rows)
+    if args.config:
+        from facegate.config import load_config
+        from facegate.errors import FacegateError
+
+        try:
+            config = load_config(args.config)
+            rows.append(["OK", "config", str(args.config)])
+        except FacegateError as err:
+            rows.append(["FAIL", "config", str(err)])
+        else:
+            _check_cameras(config, args.timeout, rows)
+            _check_broker(config, args.timeout, rows)
+    emit_table(["result", "check", "detail"], rows)
+    return 5 if any(r[0] == "FAIL" for r in rows) else 0

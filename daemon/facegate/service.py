@@ -1,0 +1,518 @@
+"""The daemon: builds the components from the configuration and runs the frame loop.
+
+Threads: one capture thread per camera (``CaptureRunner``) feeding a bounded hand-off that drops the
+oldest frame; this module's frame loop (inference, decisions, publishing); paho's network thread and
+the publisher's sender/dispatcher threads. Remote commands arrive on the dispatcher thread and are
+applied between frames (``_pending`` queue), so the pipeline is only ever touched by the frame loop.
+
+Lifecycle: ``READY=1`` once the models are loaded and the spool is open (the broker may still be
+connecting: events are spooled meanwhile); ``WATCHDOG=1`` from the frame loop, so a hung pipeline is
+restarted by systemd; SIGTERM/SIGINT stop cleanly (retained ``stopped``); SIGHUP reloads the YAML and
+the runtime overlay and rebuilds only what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from facegate import sdnotify
+from facegate.capture.handoff import FrameHandoff
+from facegate.capture.registry import build_source
+from facegate.capture.runner import BackoffPolicy, CaptureRunner
+from facegate.config.models import FacegateConfig
+from facegate.decision import DecisionConfig as VotingConfig
+from facegate.decision import LivenessVerdict
+from facegate.engine import FaceEngine
+from facegate.errors import CaptureFatal, ConfigError, FacegateError
+from facegate.events.mqtt import JsonLinesSink, MqttPublisher, MqttSettings, TlsSettings
+from facegate.events.payloads import (
+    CameraHealthPayload,
+    LastRecognizedPayload,
+    LatencyPayload,
+    PresencePayload,
+    StatsPayload,
+    event_payload,
+    iso_utc,
+)
+from facegate.events.spool import Spool
+from facegate.events.topics import Topics
+from facegate.gallery.store import SqliteGallery
+from facegate.gates import GateConfig
+from facegate.matcher import Matcher
+from facegate.pipeline import Pipeline
+from facegate.stats import Stats
+from facegate.tracker import TrackerConfig
+from facegate.types import FaceEvent
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 5
+
+#: capture runner states -> the states published in ``stats``
+_CAMERA_STATES: dict[str, Any] = {
+    "starting": "running",
+    "running": "running",
+    "retrying": "reconnecting",
+    "ended": "finished",
+    "stopped": "finished",
+    "failed": "failed",
+}
+
+
+def voting_config(config: FacegateConfig) -> VotingConfig:
+    d = config.decision
+    return VotingConfig(
+        min_frames=d.votes_required,
+        unknown_frames=d.unknown_votes,
+        window_s=d.window_s,
+        cooldown_s=d.cooldown_s,
+        liveness_required=config.liveness.mode != "off",
+    )
+
+
+def gate_config(config: FacegateConfig) -> GateConfig:
+    g = config.gates
+    return GateConfig(min_face_px=g.min_face_px, min_sharpness=g.min_sharpness, max_abs_yaw=g.max_yaw)
+
+
+def tracker_config(config: FacegateConfig) -> TrackerConfig:
+    return TrackerConfig(iou_threshold=config.decision.track_iou, max_age_s=config.decision.track_max_age_s)
+
+
+def mqtt_settings(config: FacegateConfig) -> MqttSettings:
+    m = config.mqtt
+    tls = None
+    if m.tls.enabled:
+        tls = TlsSettings(ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file)
+    elif m.require_tls:
+        raise ConfigError("mqtt.require_tls is set but mqtt.tls.enabled is false: refusing a plain-text connection")
+    return MqttSettings(
+        host=m.host,
+        port=m.port if m.port is not None else (8883 if tls else 1883),
+        username=m.username,
+        password=m.password.get_secret_value() if m.password is not None else None,
+        tls=tls,
+        client_id=config.mqtt_client_id,
+        keepalive=m.keepalive,
+        reconnect_min_s=max(1, round(m.reconnect.initial_s)),
+        reconnect_max_s=max(1, round(m.reconnect.max_s)),
+    )
+
+
+@dataclass
+class _Presence:
+    name: str | None
+    camera: str
+    last_seen_mono: float
+    present: bool = True
+
+
+@dataclass
+class ServiceCounters:
+    events: dict[str, int] = field(default_factory=dict)
+
+
+class Service:
+    """One facegate daemon process.
+
+    ``stdout`` (a text stream) receives every event as a JSON line; ``lossless`` makes replays wait for
+    the pipeline instead of dropping frames (demo and tests); ``on_event`` is called for every event.
+    """
+
+    def __init__(
+        self,
+        config: FacegateConfig,
+        *,
+        config_path: Path | None = None,
+        stdout: TextIO | None = None,
+        lossless: bool = False,
+        on_event: Callable[[FaceEvent], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.lossless = lossless
+        self.on_event = on_event
+        self.stop_event = threading.Event()
+        self._reload_requested = threading.Event()
+        self._pending: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.stats = Stats()
+        self.sink = JsonLinesSink(stdout) if stdout is not None else None
+        self.publisher: MqttPublisher | None = None
+        self.discovery: Any = None
+        self.remote: Any = None
+        self.runner: CaptureRunner | None = None
+        self.handoff: FrameHandoff | None = None
+        self._presence: dict[str, _Presence] = {}
+        self._started = time.monotonic()
+        self._last_stats = 0.0
+        self.counters = ServiceCounters()
+        self.ready_at: float | None = None
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+    def _build(self) -> None:
+        cfg = self.config
+        paths = cfg.paths
+        paths.state_dir.mkdir(parents=True, exist_ok=True)
+        self.topics = Topics(cfg.device.device_id, prefix=cfg.mqtt.prefix)
+        self._build_recognition()
+        self.gallery = SqliteGallery(paths.gallery, model_id=self.engine.model_id, device_id=cfg.device.device_id,
+                                     store_face_images=cfg.gallery.store_face_images)
+        self._build_matcher()
+        self._build_pipeline()
+        if cfg.mqtt.enabled:
+            spool = Spool(paths.spool, max_messages=cfg.mqtt.spool.max_messages, max_bytes=cfg.mqtt.spool.max_bytes,
+                          drop_policy="drop_oldest" if cfg.mqtt.spool.drop_policy == "oldest" else "drop_newest")
+            self.publisher = MqttPublisher(self.topics, mqtt_settings(cfg), spool=spool, own_spool=True)
+            if cfg.homeassistant.enabled:
+                from facegate.events.homeassistant import HaDeviceInfo, HomeAssistantDiscovery
+
+                self.discovery = HomeAssistantDiscovery(
+                    self.publisher, self.topics, HaDeviceInfo(name=cfg.device.name or cfg.device.device_id),
+                    cameras=[c.id for c in cfg.cameras if c.enabled],
+                    people={p.person_id: p.name for p in self.gallery.people()},
+                )
+            self._build_remote()
+
+    def _build_recognition(self) -> None:
+        cfg = self.config
+        self.engine = FaceEngine(
+            cfg.detector.backend,
+            cfg.recognition.model_name,
+            model_variant=cfg.recognition.variant,
+            detector_variant=cfg.detector.variant,
+            num_threads=max(cfg.detector.num_threads, cfg.recognition.num_threads),
+        )
+
+    def _thresholds(self) -> dict[str, float]:
+        thresholds = dict(self.engine.embedder.thresholds)
+        if self.config.recognition.threshold is not None:
+            thresholds[self.config.recognition.distance_metric] = self.config.recognition.threshold
+        return thresholds
+
+    def _build_matcher(self) -> None:
+        r = self.config.recognition
+        self.matcher = Matcher(self.gallery, self.engine.model_id, metric=r.distance_metric,
+                               threshold=self._thresholds(), margin=r.margin, k=r.top_k)
+
+    def _liveness(self) -> LivenessVerdict | None:
+        mode = self.config.liveness.mode
+        if mode == "off":
+            return None
+        from facegate.analysis.liveness import build_liveness
+
+        verdict: LivenessVerdict = build_liveness(self.config.liveness)
+        return verdict
+
+    def _analyzer(self) -> Any:
+        actions = self.config.analysis.actions
+        if not actions:
+            return None
+        from facegate.analysis.analyzer import build_analyzer
+
+        return build_analyzer(actions)
+
+    def _build_pipeline(self) -> None:
+        self.pipeline = Pipeline(
+            self.engine,
+            self.engine.aligner,
+            self.engine.embedder,
+            self.matcher,
+            gates=gate_config(self.config),
+            decision_config=voting_config(self.config),
+            tracker_config=tracker_config(self.config),
+            liveness=self._liveness(),
+            analyzer=self._analyzer(),
+            stats=self.stats,
+        )
+
+    def _build_remote(self) -> None:
+        """Remote configuration, enrolment and fleet sync (only with a broker and commands enabled)."""
+        if self.publisher is None or not self.config.security.commands_enabled:
+            return
+        try:
+            from facegate.remote.service_bridge import attach_remote
+        except ImportError:  # remote management not installed in this build
+            return
+        self.remote = attach_remote(self)
+
+    def _build_capture(self) -> None:
+        cams = [c for c in self.config.cameras if c.enabled]
+        self.handoff = FrameHandoff(stop=self.stop_event, lossless=self.lossless)
+        sources = []
+        for cam in cams:
+            self.handoff.register(cam.id, capacity=cam.queue_size)
+            sources.append(build_source(cam.id, cam.source.model_dump()))
+        first = cams[0].reconnect if cams else None
+        backoff = BackoffPolicy(initial=first.initial_s, maximum=first.max_s) if first else None
+        self.runner = CaptureRunner(sources, self.handoff, backoff=backoff)
+
+    # ------------------------------------------------------------------ running
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            logger.info("signal %d: stopping", signum)
+            self.stop_event.set()
+            if self.handoff is not None:
+                self.handoff.wake()
+
+        def reload(_signum: int, _frame: FrameType | None) -> None:
+            self._reload_requested.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def submit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on the frame loop between frames (thread-safe)."""
+        self._pending.put(action)
+        if self.handoff is not None:
+            self.handoff.wake()
+
+    def run(self) -> int:
+        """Run until stopped, or until every (finite) source has ended. Returns an exit code."""
+        self._build_capture()
+        assert self.runner is not None and self.handoff is not None
+        if self.publisher is not None:
+            self.publisher.start()
+            if self.discovery is not None:
+                self.discovery.attach()
+            self._publish_presence_all()
+        self.runner.start()
+        self.ready_at = time.monotonic()
+        sdnotify.ready(f"running {len(self.runner.cameras)} camera(s)")
+        logger.info("facegate running: %d camera(s), model %s, detector %s, gallery %d people",
+                    len(self.runner.cameras), self.engine.model_id, self.engine.detector_backend,
+                    len(self.gallery.people()))
+        watchdog = sdnotify.Watchdog()
+        code = EXIT_OK
+        try:
+            code = self._loop(watchdog)
+        finally:
+            sdnotify.stopping("stopping")
+            self.close()
+        return code
+
+    def _loop(self, watchdog: sdnotify.Watchdog) -> int:
+        assert self.runner is not None and self.handoff is not None
+        while not self.stop_event.is_set():
+            watchdog.ping()
+            self._drain_pending()
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.reload()
+            frame = self.handoff.get(0.5)
+            now = time.monotonic()
+            if frame is None:
+                if self.handoff.exhausted:
+                    if self._all_failed():
+                        logger.error("every camera failed permanently; exiting so systemd can restart us")
+                        return EXIT_FATAL
+                    logger.info("every source has ended")
+                    break
+            else:
+                try:
+                    events = self.pipeline.step(frame)
+                except FacegateError as err:
+                    logger.warning("frame %d of %s skipped: %s", frame.index, frame.camera, err)
+                    events = []
+                for event in events:
+                    self._emit(event)
+            self._expire_presence(now)
+            if now - self._last_stats >= self.config.stats.interval_s:
+                self._last_stats = now
+                self.publish_stats()
+        return EXIT_OK
+
+    def _all_failed(self) -> bool:
+        assert self.runner is not None
+        health = self.runner.health()
+        return bool(health) and all(h.state == "failed" for h in health.values())
+
+    def _drain_pending(self) -> None:
+        while True:
+            try:
+                action = self._pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                action()
+            except Exception:
+                logger.exception("queued action failed")
+
+    # ------------------------------------------------------------------ events and state
+    def _emit(self, event: FaceEvent) -> None:
+        self.counters.events[event.type] = self.counters.events.get(event.type, 0) + 1
+        payload = event_payload(event, device_id=self.config.device.device_id)
+        if self.remote is not None and hasattr(self.remote, "sign_event"):
+            payload = self.remote.sign_event(payload)
+        if self.sink is not None:
+            self.sink.publish_event(payload)
+        if self.publisher is not None:
+            self.publisher.publish_event(payload)
+            if event.type == "recognized" and event.person_id is not None:
+                self._set_presence(event)
+            self.publisher.publish_state(self.topics.last_recognized(event.camera), LastRecognizedPayload(
+                camera=event.camera, person_id=event.person_id, name=event.name, time=iso_utc(event.wall),
+                event_id=event.event_id, confidence=event.confidence,
+            ).model_dump(mode="json")) if event.type == "recognized" else None
+            if self.config.mqtt.snapshots and event.snapshot_jpeg:
+                self.publisher.publish_message(self.topics.snapshot(event.camera), event.snapshot_jpeg, qos=0)
+            if self.config.mqtt.frigate_compat:
+                from facegate.events.frigate import frigate_face_update
+
+                message = frigate_face_update(event)
+                if message is not None:
+                    self.publisher.publish_message(*message)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _set_presence(self, event: FaceEvent) -> None:
+        assert event.person_id is not None and self.publisher is not None
+        self._presence[event.person_id] = _Presence(event.name, event.camera, time.monotonic())
+        self.publisher.publish_state(self.topics.presence(event.person_id), PresencePayload(
+            person_id=event.person_id, name=event.name, present=True, camera=event.camera,
+            last_seen=iso_utc(event.wall), event_id=event.event_id,
+        ).model_dump(mode="json"))
+
+    def _presence_timeout(self) -> float:
+        # present until the cooldown after the last recognition has passed (at least 30 s)
+        return max(30.0, self.config.decision.cooldown_s)
+
+    def _expire_presence(self, now: float) -> None:
+        if self.publisher is None:
+            return
+        timeout = self._presence_timeout()
+        for person_id, state in self._presence.items():
+            if state.present and now - state.last_seen_mono > timeout:
+                state.present = False
+                self.publisher.publish_state(self.topics.presence(person_id), PresencePayload(
+                    person_id=person_id, name=state.name, present=False, camera=state.camera,
+                ).model_dump(mode="json"))
+
+    def _publish_presence_all(self) -> None:
+        """Retained presence of every enrolled person (absent at start), so HA entities have a state."""
+        if self.publisher is None:
+            return
+        for person in self.gallery.people():
+            self.publisher.publish_state(self.topics.presence(person.person_id), PresencePayload(
+                person_id=person.person_id, name=person.name, present=False,
+            ).model_dump(mode="json"))
+
+    def people_changed(self) -> None:
+        """The gallery changed (enrolment, removal, fleet sync): refresh HA entities and presence."""
+        people = {p.person_id: p.name for p in self.gallery.people()}
+        if self.discovery is not None:
+            self.discovery.set_people(people)
+        if self.publisher is not None:
+            for person_id in list(self._presence):
+                if person_id not in people:
+                    del self._presence[person_id]
+            self._publish_presence_all()
+
+    def stats_payload(self) -> StatsPayload:
+        snap = self.stats.snapshot()
+        cameras: dict[str, CameraHealthPayload] = {}
+        dropped = 0
+        if self.runner is not None:
+            for cam, h in self.runner.health().items():
+                dropped += h.dropped
+                cameras[cam] = CameraHealthPayload(state=_CAMERA_STATES[h.state], fps=round(h.fps, 2), frames=h.frames,
+                                                   dropped_frames=h.dropped, errors=h.failures,
+                                                   last_error=(h.last_error or None) and h.last_error[:256])
+        return StatsPayload(
+            time=iso_utc(time.time()),
+            uptime_s=round(time.monotonic() - self._started, 1),
+            fps=round(snap.fps, 2),
+            frames=snap.frames,
+            dropped_frames=dropped,
+            latency_ms={s.stage: LatencyPayload(p50=round(s.p50_ms, 3), p99=round(s.p99_ms, 3)) for s in snap.stages},
+            gallery_size=len(self.gallery.people()),
+            cameras=cameras,
+            mqtt=self.publisher.counters().to_payload() if self.publisher is not None else None,
+        )
+
+    def publish_stats(self) -> None:
+        if self.publisher is None:
+            return
+        try:
+            payload = self.stats_payload()
+        except FacegateError as err:
+            logger.warning("stats not published: %s", err)
+            return
+        self.publisher.publish_message(self.topics.stats, payload.model_dump(mode="json"), qos=0)
+
+    # ------------------------------------------------------------------ reconfiguration
+    def apply_config(self, new: FacegateConfig, rebuild: frozenset[str] = frozenset()) -> None:
+        """Apply a new effective configuration between frames; rebuild only the named components.
+
+        Components: ``detector``/``embedder`` (models), ``camera`` (capture), ``liveness``, ``analysis``.
+        Live keys (thresholds, margins, votes, gates, stats interval, log level) need no rebuild.
+        """
+        old = self.config
+        self.config = new
+        if new.logging.level != old.logging.level:
+            logging.getLogger().setLevel(new.logging.level)
+        if {"detector", "embedder"} & rebuild:
+            self._build_recognition()
+        self._build_matcher()
+        self._build_pipeline()
+        if "camera" in rebuild and self.runner is not None:
+            self.runner.stop()
+            self._build_capture()
+            self.runner.start()
+            if self.discovery is not None:
+                self.discovery.set_cameras([c.id for c in new.cameras if c.enabled])
+        logger.info("configuration applied%s", f" (rebuilt: {', '.join(sorted(rebuild))})" if rebuild else "")
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the YAML and the overlay."""
+        if self.config_path is None:
+            logger.warning("SIGHUP ignored: no configuration file")
+            return
+        sdnotify.reloading()
+        try:
+            from facegate.config.runtime import RuntimeConfig
+
+            runtime = RuntimeConfig.open(self.config_path)
+            result = runtime.reload()
+        except FacegateError as err:
+            logger.error("reload failed, keeping the running configuration: %s", err)
+            sdnotify.ready("reload failed")
+            return
+        self.apply_config(result.config, result.rebuild)
+        sdnotify.ready("reloaded")
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+        if self.remote is not None and hasattr(self.remote, "close"):
+            self.remote.close()
+        if self.publisher is not None:
+            self.publish_stats()
+            self.publisher.stop()
+        self.gallery.close()
+
+
+def run_service(config: FacegateConfig, *, config_path: Path | None, stdout: TextIO | None,
+                lossless: bool = False) -> int:
+    try:
+        service = Service(config, config_path=config_path, stdout=stdout, lossless=lossless)
+    except CaptureFatal as err:
+        logger.error("%s", err)
+        return EXIT_FATAL
+    service.install_signal_handlers()
+    return service.run()
+
+
+__all__ = ["Service", "run_service"]
