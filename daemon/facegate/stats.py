@@ -109,7 +109,10 @@ class StageLatency:
 
 @dataclass(frozen=True, slots=True)
 class StatsSnapshot:
-    """An immutable copy of :class:`Stats` at one instant (what the ``stats`` MQTT message carries)."""
+    """An immutable copy of :class:`Stats` at one instant (what the ``stats`` MQTT message carries).
+
+    ``stages`` lists only stages that ran at least once, in the order they were declared or first seen.
+    """
 
     uptime_s: float
     frames: int
@@ -205,11 +208,10 @@ class Stats:
         fps = recent / span if span > 0 else 0.0
         stages = []
         for name, count, total, mx, window in rings:
-            if window:
-                p50, p99 = np.percentile(np.asarray(window, dtype=np.float64), [50.0, 99.0])
-            else:
-                p50 = p99 = math.nan
-            mean = total / count if count else math.nan
+            if not count:
+                continue  # a stage that never ran has no latency (and NaN is not JSON)
+            p50, p99 = np.percentile(np.asarray(window, dtype=np.float64), [50.0, 99.0])
+            mean = total / count
             stages.append(StageLatency(name, count, float(p50) * 1e3, float(p99) * 1e3, mean * 1e3, mx * 1e3))
         return StatsSnapshot(
             uptime_s=uptime,
