@@ -289,3 +289,46 @@ def test_blurred_faces_cast_no_vote(rig: Rig) -> None:
     events = run(pipeline, rig.frames(obama, start=len(blurred) / rig.sequence.fps)[:5])
     assert [(e.type, e.person_id) for _, e in events] == [("recognized", "obama")]
     assert {e.track_id for _, e in events} == blurred_track
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_hamilton_clip_names_only_lin_manuel_miranda(rig: Rig, shared_data: Path, tmp_path: Path) -> None:
+    import cv2
+
+    from facegate.gallery import EnrollItem, SqliteGallery
+    from facegate.images import load_image
+    from facegate.matcher import Matcher
+    from facegate.types import Embedding
+
+    gallery = SqliteGallery(tmp_path / "hamilton.db", model_id=rig.embedder.model_id)
+    for person in ("lin_manuel_miranda", "alex_lacamoire", "barack_obama"):
+        items = []
+        for path in sorted((shared_data / "identities" / person).glob("*.jpg")):
+            photo = load_image(path)
+            face = max(rig.detector.detect(photo), key=lambda d: d.box.area)
+            vector = rig.embedder.embed([rig.aligner.align(photo, face).image])[0]
+            items.append(EnrollItem(Embedding(vector, rig.embedder.model_id), label=path.name))
+        gallery.enroll(person, person, items)
+    matcher = Matcher(gallery, rig.embedder.model_id, metric="euclidean", threshold=rig.embedder.thresholds)
+    pipeline = Pipeline(rig.detector, rig.aligner, rig.embedder, matcher)
+    capture = cv2.VideoCapture(str(shared_data / "video" / "short_hamilton_clip.mp4"))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    events: list[tuple[int, FaceEvent]] = []
+    index = 0
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            frame = Frame(image, "hamilton", index, monotonic=index / fps, wall=index / fps)
+            events.extend((index, e) for e in pipeline.step(frame))
+            index += 1
+    finally:
+        capture.release()
+        gallery.close()
+    assert index == 275
+    seen = [(i, e.type, e.person_id, e.distance) for i, e in events]
+    recognized = [(i, person) for i, kind, person, _ in seen if kind == "recognized"]
+    # the frontal Lin-Manuel Miranda shot runs from about frame 84 to 215 (checked by eye)
+    assert recognized and all(p == "lin_manuel_miranda" and 80 <= i <= 215 for i, p in recognized), seen
