@@ -243,7 +243,10 @@ def test_liveness_gate_wiring(rig: Rig) -> None:
 
 def test_static_photo_with_liveness_required_is_not_recognized(rig: Rig) -> None:
     liveness_module = pytest.importorskip("facegate.analysis.liveness", reason="liveness module not built yet")
-    checker = liveness_module.build_liveness("blink+motion")
+    from facegate.config.models import LivenessConfig
+
+    # built the way the service builds it (facegate.service._liveness)
+    checker = liveness_module.build_liveness(LivenessConfig(mode="blink+motion"))
     still = rig.sequence.frames[rig.sequence.labels.index("obama2")]
     frames = rig.frames([still] * 30)
     pipeline = rig.pipeline(decision_config=DecisionConfig(liveness_required=True), liveness=checker)
