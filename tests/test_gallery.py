@@ -618,3 +618,12 @@ def _png_without_face() -> bytes:
     ok, data = cv2.imencode(".png", image)
     assert ok
     return bytes(data)
+
+
+def test_reads_inside_a_write_transaction_see_its_changes(gallery: SqliteGallery) -> None:
+    rng = np.random.default_rng(18)
+    with gallery.transaction("batch") as txn:
+        txn.enroll("una", "Una", _items(rng, 2))
+        assert [p.person_id for p in gallery.people()] == ["una"]
+        assert gallery.snapshot(MODEL).size == 2
+    assert gallery.revision == 1

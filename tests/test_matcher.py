@@ -269,3 +269,19 @@ def test_real_dlib_embeddings(sample_embeddings: dict[str, Embedding]) -> None:
                                            model_id=obama.model_id)
     r = Matcher(ArrayGallery(only_obama), obama.model_id, metric="euclidean", threshold=thresholds).match(biden)
     assert r.person_id is None and r.distance > thresholds["euclidean"]
+
+
+def test_worker_threads_give_the_same_answer() -> None:
+    rng = np.random.default_rng(5)
+    ids = [f"p{i:05d}" for i in range(30_000) for _ in range(2)]
+    snap = GallerySnapshot.from_rows(ids, rng.standard_normal((60_000, 16)).astype(np.float32), model_id=MODEL)
+    one = Matcher(ArrayGallery(snap), MODEL, threshold=1.0)
+    three = Matcher(ArrayGallery(snap), MODEL, threshold=1.0, num_threads=3)
+    try:
+        for i in range(4):
+            probe = Embedding(snap.matrix[i * 997], MODEL)
+            assert one.match(probe) == three.match(probe)
+    finally:
+        three.close()
+    with pytest.raises(ConfigError):
+        Matcher(ArrayGallery(snap), MODEL, threshold=1.0, num_threads=0)

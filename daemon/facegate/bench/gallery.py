@@ -4,22 +4,18 @@
 time is measured through the real :class:`~facegate.matcher.Matcher` (matrix product, aggregation,
 top-k), one probe at a time, after a warm-up; the gallery snapshot is prepared once and not timed.
 
-Threads: numpy's matrix-vector product runs in OpenBLAS, whose pool size is process-global. For the
-"threads" column the OpenBLAS pool is resized through its C API for the duration of the row (see
-:func:`blas_threads`); ``threads_applied`` says whether that worked on this numpy build.
+Threads: the matcher's own ``num_threads`` (row blocks on worker threads; the product never goes
+through OpenBLAS's own thread pool, see :func:`facegate.matcher._dot_rows`).
 
 Synthetic vectors are fine here: search time does not depend on what the vectors mean.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,46 +28,6 @@ logger = logging.getLogger(__name__)
 #: targets of the gallery issue: embeddings -> median milliseconds per 1:N search
 TARGETS_MS: dict[int, float] = {100_000: 5.0, 1_000_000: 50.0}
 
-_SET_NAMES = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
-              "openblas_set_num_threads")
-_GET_NAMES = tuple(n.replace("_set_", "_get_") for n in _SET_NAMES)
-
-
-def _openblas() -> tuple[ctypes.CDLL, str, str] | None:
-    """numpy's OpenBLAS library and its thread setter/getter names, if loaded in this process."""
-    try:
-        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.lower() and "/" in line})
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for setter, getter in zip(_SET_NAMES, _GET_NAMES, strict=True):
-            if hasattr(lib, setter) and hasattr(lib, getter):
-                return lib, setter, getter
-    return None
-
-
-@contextmanager
-def blas_threads(n: int) -> Iterator[bool]:
-    """Run the block with ``n`` OpenBLAS threads; yields whether the pool size could be set."""
-    np.ones((2, 2), dtype=np.float32) @ np.ones(2, dtype=np.float32)  # make sure numpy's BLAS is loaded
-    found = _openblas()
-    if found is None:
-        yield False
-        return
-    lib, setter, getter = found
-    before = int(getattr(lib, getter)())
-    getattr(lib, setter)(int(n))
-    try:
-        yield int(getattr(lib, getter)()) == n
-    finally:
-        getattr(lib, setter)(before)
-
-
 @dataclass(frozen=True, slots=True)
 class SearchTimeRow:
     """Median time of one 1:N search."""
@@ -80,7 +36,6 @@ class SearchTimeRow:
     people: int
     dim: int
     threads: int
-    threads_applied: bool
     storage: str
     aggregate: str
     metric: str
@@ -173,18 +128,19 @@ def bench_gallery(
             matcher.refresh()
             itemsize = 2 if storage == "float16" else 4
             for t in threads:
-                with blas_threads(t) as applied:
-                    reps = slow_repeats if storage == "float16" and n >= 1_000_000 else repeats
-                    median, p90 = _time_matcher(matcher, probes, reps)
+                matcher.num_threads = t  # the pool is sized for max(threads); t of them get work
+                reps = slow_repeats if storage == "float16" and n >= 1_000_000 else repeats
+                median, p90 = _time_matcher(matcher, probes, reps)
                 rows.append(
                     SearchTimeRow(
-                        embeddings=n, people=people, dim=dim, threads=t, threads_applied=applied, storage=storage,
+                        embeddings=n, people=people, dim=dim, threads=t, storage=storage,
                         aggregate=aggregate, metric=metric, median_ms=median, p90_ms=p90,
                         matrix_mb=n * dim * itemsize / 1e6, target_ms=TARGETS_MS.get(n),
                         meets_target=None if n not in TARGETS_MS else median <= TARGETS_MS[n],
                     )
                 )
                 logger.debug("gallery bench %s", rows[-1])
+            matcher.close()
             del matcher
     return rows
 
@@ -295,7 +251,6 @@ __all__ = [
     "AggregationRow",
     "SearchTimeRow",
     "bench_gallery",
-    "blas_threads",
     "compare_aggregations",
     "synthetic_snapshot",
 ]

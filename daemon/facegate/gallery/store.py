@@ -574,8 +574,14 @@ class SqliteGallery:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: every query inside sees the same committed snapshot."""
+        """A read transaction: every query inside sees the same committed snapshot.
+
+        Inside this thread's own write transaction, reads simply join it (and see its changes).
+        """
         conn = self._conn()
+        if conn.in_transaction:
+            yield conn
+            return
         try:
             conn.execute("BEGIN")
             try:
