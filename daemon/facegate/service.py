@@ -164,7 +164,8 @@ class Service:
         cfg = self.config
         paths = cfg.paths
         paths.state_dir.mkdir(parents=True, exist_ok=True)
-        self.topics = Topics(cfg.device.device_id, prefix=cfg.mqtt.prefix)
+        self.topics = Topics(cfg.device.device_id, prefix=cfg.mqtt.prefix,
+                             discovery_prefix=cfg.homeassistant.discovery_prefix)
         self._build_recognition()
         self.gallery = SqliteGallery(paths.gallery, model_id=self.engine.model_id, device_id=cfg.device.device_id,
                                      store_face_images=cfg.gallery.store_face_images)
