@@ -1,0 +1,166 @@
+"""``facegate bench --pipeline [VIDEO]``: the daemon's throughput, latency, memory and cold start.
+
+* frames/s and per-frame latency p50/p99 of the full pipeline (detect, landmarks, align, embed, match,
+  track, vote) on a replay at 640x360, with 1 and 2 inference threads, in process;
+* cold start to READY: a real ``facegate run`` process with ``NOTIFY_SOCKET`` pointing at a socket of
+  ours, timed from ``exec`` to ``READY=1`` (imports, config, models, gallery, spool, capture);
+* peak RSS (``VmHWM``) of that daemon process after it has processed frames.
+
+The default replay is the synthetic demo sequence (public-domain photos, one face per frame); pass a
+video (e.g. ``../shared/data/video/short_hamilton_clip.mp4``) for real footage.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from facegate.bench.pipeline import bench_pipeline, replay_frames
+from facegate.config.models import FacegateConfig
+from facegate.engine import FaceEngine
+from facegate.gallery.store import SqliteGallery
+from facegate.matcher import Matcher
+from facegate.pipeline import Pipeline
+from facegate.service import gate_config, tracker_config, voting_config
+from facegate.types import ImageBGR
+
+BENCH_SIZE = (640, 360)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceBenchRow:
+    figure: str
+    threads: int
+    value: float
+    unit: str
+    target: str
+
+
+def _frames(video: str | None, limit: int = 300) -> tuple[list[ImageBGR], float]:
+    if not video:
+        from facegate.capture.synthetic import demo_frames
+
+        seq = demo_frames(("obama2.jpg", "biden.jpg"), size=BENCH_SIZE)
+        return list(seq.frames), seq.fps
+    cap = cv2.VideoCapture(video)
+    if not cap.isOpened():
+        raise FileNotFoundError(video)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    images: list[ImageBGR] = []
+    while len(images) < limit:
+        ok, image = cap.read()
+        if not ok:
+            break
+        if (image.shape[1], image.shape[0]) != BENCH_SIZE:
+            image = cv2.resize(image, BENCH_SIZE, interpolation=cv2.INTER_AREA)
+        images.append(image)
+    cap.release()
+    return images, fps
+
+
+def _enrolled_gallery(state: Path, engine: FaceEngine) -> SqliteGallery:
+    from facegate.capture.synthetic import sample_path
+    from facegate.enrollment import enroll_photos
+
+    gallery = SqliteGallery(state / "gallery.sqlite3", model_id=engine.model_id)
+    enroll_photos(gallery, engine, "barack_obama", "Barack Obama", [("obama.jpg", sample_path("obama.jpg"))])
+    return gallery
+
+
+def bench_throughput(video: str | None = None) -> list[ServiceBenchRow]:
+    images, fps = _frames(video)
+    frames = replay_frames(images, fps=fps)
+    config = FacegateConfig()
+    rows: list[ServiceBenchRow] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        engines = {n: FaceEngine(num_threads=n) for n in (1, 2)}
+        gallery = _enrolled_gallery(Path(tmp), engines[1])
+
+        def make(threads: int) -> Pipeline:
+            engine = engines[threads]
+            matcher = Matcher(gallery, engine.model_id, metric="euclidean", threshold=engine.embedder.thresholds)
+            return Pipeline(engine, engine.aligner, engine.embedder, matcher, gates=gate_config(config),
+                            decision_config=voting_config(config), tracker_config=tracker_config(config))
+
+        for row in bench_pipeline(make, frames, configs=((1, 1), (2, 1))):
+            rows.append(ServiceBenchRow("frames/s 640x360", row.threads, round(row.fps, 1), "fps", ">= 60 (2 threads)"))
+            rows.append(ServiceBenchRow("frame latency p50", row.threads, round(row.latency_p50_ms, 2), "ms", ""))
+            rows.append(ServiceBenchRow("frame latency p99", row.threads, round(row.latency_p99_ms, 2), "ms",
+                                        "<= 50"))
+            stages = " ".join(f"{n}={ms:.1f}" for n, ms in row.stages)
+            rows.append(ServiceBenchRow(f"stage p50 ms: {stages}", row.threads, float("nan"), "", ""))
+        gallery.close()
+    return rows
+
+
+def bench_daemon_process(seconds: float = 6.0) -> list[ServiceBenchRow]:
+    """Cold start to READY and peak RSS of a real ``facegate run`` process (no broker: spooling)."""
+    from facegate.capture.synthetic import demo_frames, write_image_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        frames = root / "frames"
+        write_image_folder(demo_frames(("obama2.jpg", "biden.jpg"), size=BENCH_SIZE).frames, frames)
+        config = root / "facegate.yaml"
+        config.write_text(
+            f"state_dir: {root / 'state'}\n"
+            f"cameras:\n  - id: bench\n    source: {{type: replay, path: {frames}, fps: 10, loop: true}}\n"
+            "mqtt: {host: 127.0.0.1, port: 9}\n"
+        )
+        sock_path = root / "notify.sock"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(sock_path))
+        sock.settimeout(30.0)
+        env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "facegate", "run", "--config", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        ready_s = float("nan")
+        try:
+            deadline = start + 60
+            while time.perf_counter() < deadline:
+                try:
+                    data = sock.recv(4096)
+                except TimeoutError:
+                    break
+                if b"READY=1" in data:
+                    ready_s = time.perf_counter() - start
+                    break
+            time.sleep(seconds)
+            rss_mb = _vm_hwm_mb(proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            sock.close()
+    return [
+        ServiceBenchRow("cold start to READY", 1, round(ready_s, 2), "s", "<= 1.5"),
+        ServiceBenchRow("peak RSS of the daemon", 1, round(rss_mb, 1), "MB", "<= 120"),
+    ]
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def bench_service(video: str | None = None) -> list[ServiceBenchRow]:
+    return bench_throughput(video) + bench_daemon_process()
+
+
+__all__ = ["ServiceBenchRow", "bench_daemon_process", "bench_service", "bench_throughput"]
