@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from facegate.bench.pipeline import bench_pipeline, replay_frames
 from facegate.config.models import FacegateConfig
@@ -61,7 +62,7 @@ def _frames(video: str | None, limit: int = 300) -> tuple[list[ImageBGR], float]
             break
         if (image.shape[1], image.shape[0]) != BENCH_SIZE:
             image = cv2.resize(image, BENCH_SIZE, interpolation=cv2.INTER_AREA)
-        images.append(image)
+        images.append(np.ascontiguousarray(image, dtype=np.uint8))
     cap.release()
     return images, fps
 
