@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from facegate.confidence import confidence_from_distance
+from facegate.confidence import calibrated_confidence
 from facegate.engine import FaceEngine, FaceResult, get_engine
 from facegate.errors import ConfigError, EmbeddingError, NoFaceError
 from facegate.images import ImageInput, load_image
@@ -387,7 +387,7 @@ def verify(
         verified=bool(verified),
         distance=float(dist),
         threshold=thr,
-        confidence=round(confidence_from_distance(float(dist), thr), 2),
+        confidence=round(calibrated_confidence(float(dist), thr, engine.embedder.confidence_slopes.get(metric)), 2),
         model=engine.model_name,
         detector_backend=engine.detector_backend,
         distance_metric=metric,
@@ -469,6 +469,7 @@ def find(
     if not results:
         results = engine.represent(image, skip_detection=True, source=label)
     out: list[FindResult] = []
+    slope = engine.embedder.confidence_slopes.get(metric)
     for r in results:
         assert r.embedding is not None
         match = matcher.match(r.embedding)
@@ -478,7 +479,7 @@ def find(
                 person_id=c.person_id,
                 distance=c.distance,
                 threshold=thr,
-                confidence=round(confidence_from_distance(c.distance, thr), 2),
+                confidence=round(calibrated_confidence(c.distance, thr, slope), 2),
                 verified=c.distance <= thr,
             )
             for c in match.candidates

@@ -34,6 +34,19 @@ def confidence_from_distance(distance: float, threshold: float) -> float:
     return 49.0 * max(0.0, 2.0 - r)
 
 
+def calibrated_confidence(distance: float, threshold: float, slope: float | None) -> float:
+    """``100 * sigmoid(slope * (threshold - distance))``, kept in DeepFace's bands (51..100 when
+    ``distance <= threshold``, 0..49 otherwise). ``slope`` comes from the model manifest, fitted on
+    labelled pairs by :mod:`facegate.evaluation.calibrate`; without one the linear mapping of
+    :func:`confidence_from_distance` is used."""
+    if slope is None or not slope > 0.0:
+        return confidence_from_distance(distance, threshold)
+    if not math.isfinite(distance):
+        return 0.0
+    p = 100.0 / (1.0 + math.exp(-max(-50.0, min(50.0, slope * (threshold - distance)))))
+    return max(51.0, min(100.0, p)) if distance <= threshold else max(0.0, min(49.0, p))
+
+
 def similarity_from_distance(distance: float, metric: Metric) -> float | None:
     """A cosine-like similarity in [-1, 1] (1 = identical direction), or ``None`` if not finite.
 
@@ -55,4 +68,4 @@ def similarity_from_distance(distance: float, metric: Metric) -> float | None:
     return min(1.0, max(-1.0, sim))
 
 
-__all__ = ["confidence_from_distance", "similarity_from_distance"]
+__all__ = ["calibrated_confidence", "confidence_from_distance", "similarity_from_distance"]

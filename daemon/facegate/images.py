@@ -153,8 +153,19 @@ def to_bgr(array: NDArray[Any], *, name: str = "image array") -> ImageBGR:
     return np.ascontiguousarray(image)
 
 
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n\r")
+
+
 def _looks_like_base64(text: str) -> bool:
-    return text.startswith("data:image") or (len(text) > 256 and "/" not in text[:64].replace("+/", ""))
+    """A data URI, or a long string of base64 characters that is not an existing file."""
+    if text.startswith("data:"):
+        return True
+    if len(text) < 128 or not _BASE64_CHARS.issuperset(text[:4096]):
+        return False
+    try:
+        return not Path(text).exists()
+    except OSError:  # e.g. a name longer than the file system allows
+        return True
 
 
 def load_image(source: ImageInput, *, name: str | None = None) -> ImageBGR:

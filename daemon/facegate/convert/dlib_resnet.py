@@ -20,6 +20,7 @@ Build-time only (TensorFlow, dlib for calibration chips); nothing here is import
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -805,15 +806,31 @@ def _manifest_fields(net: DlibResnet, variant: str, file: str) -> dict[str, Any]
         },
         "embedding_dim": net.embedding_dim,
         "model_id": MODEL_ID,
-        # euclidean 0.6 is dlib's own same-person bound; cosine and euclidean_l2 are DeepFace's
-        # Dlib defaults. Per-metric calibration on evaluation data replaces these later.
-        "thresholds": {"euclidean": 0.6, "cosine": 0.07, "euclidean_l2": 0.4},
+        # calibrated per metric by facegate.evaluation.calibrate (committed in convert/calibration.json)
+        **calibrated_thresholds(MODEL_ID, fallback={"euclidean": 0.6, "cosine": 0.07, "euclidean_l2": 0.4}),
         "default": int8,
         "notes": (
             "Input: float32 RGB 0..255 of a dlib-aligned chip; (x - mean) / 256 is folded into the first "
             "convolution. Output: 128-d, not L2-normalised."
             + (" Full int8 weights and activations, float32 input and output." if int8 else "")
         ),
+    }
+
+
+def calibrated_thresholds(model_id: str, fallback: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``thresholds`` and ``confidence_slopes`` manifest blocks from ``convert/calibration.json``.
+
+    Without a calibration for ``model_id`` the ``fallback`` thresholds (dlib's euclidean 0.6 and DeepFace's
+    Dlib defaults) are used and no slope is written.
+    """
+    path = Path(__file__).resolve().parent / "calibration.json"
+    entry = json.loads(path.read_text()).get(model_id) if path.is_file() else None
+    if not entry:
+        return {"thresholds": dict(fallback), "confidence_slopes": {}}
+    metrics = entry["metrics"]
+    return {
+        "thresholds": {m: float(v["threshold"]) for m, v in sorted(metrics.items())},
+        "confidence_slopes": {m: float(v["confidence_slope"]) for m, v in sorted(metrics.items())},
     }
 
 

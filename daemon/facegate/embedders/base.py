@@ -19,6 +19,8 @@ class Embedder(ABC):
     dim: int = 0
     alignment: AlignmentSpec
     thresholds: dict[str, float]
+    #: per metric, slope of the calibrated confidence (see facegate.confidence.calibrated_confidence)
+    confidence_slopes: dict[str, float] = {}  # noqa: RUF012 - class-level default, replaced per instance
 
     @abstractmethod
     def embed(self, chips: Sequence[ImageBGR]) -> FloatArray:

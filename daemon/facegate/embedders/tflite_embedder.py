@@ -41,6 +41,7 @@ class TfliteEmbedder(Embedder):
         self.dim = manifest.embedding_dim
         self.alignment: AlignmentSpec = manifest.alignment
         self.thresholds = dict(manifest.thresholds)
+        self.confidence_slopes = dict(manifest.confidence_slopes)
         self._input: InputSpec = manifest.input
         self._model = TfliteModel(verify_file(manifest), num_threads=num_threads)
         self._output = self._model.output_index(manifest.output("embedding").tensor)

@@ -108,6 +108,10 @@ class ModelManifest(_Strict):
         description="embedders: id of the vector space; variants of one network (fp32, int8) share it",
     )
     thresholds: dict[str, float] = Field(default_factory=dict, description="default threshold per metric")
+    confidence_slopes: dict[str, float] = Field(
+        default_factory=dict,
+        description="per metric, slope a of P(same | d) = sigmoid(a * (threshold - d)), fitted on labelled pairs",
+    )
     labels: tuple[str, ...] = ()
     default: bool = Field(default=False, description="preferred variant of its family")
     notes: str = ""
