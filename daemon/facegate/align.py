@@ -20,8 +20,10 @@ never from constants here. Two methods:
     a least-squares similarity transform of the available template points onto the landmarks (e.g.
     ArcFace's 112x112 five points), sampled with :func:`cv2.warpAffine` (bilinear, black border).
 
-Landmark names use the subject's perspective (see :mod:`facegate.types`). When a detection lacks the
-template's points, the aligner's :class:`~facegate.landmarks.base.Landmarker` adds them.
+Landmark names use the subject's perspective and coordinates put the origin at the top-left pixel's
+corner (see :mod:`facegate.types`); dlib's and OpenCV's geometry put it at that pixel's centre, so
+points are shifted by half a pixel on the way in and ``AlignedFace.transform`` back on the way out.
+When a detection lacks the template's points, the aligner's :class:`~facegate.landmarks.base.Landmarker` adds them.
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ logger = logging.getLogger(__name__)
 
 Float64Array = NDArray[np.float64]
 
-#: eye-centre estimates by preference: the detector's eye centres, else the mean of dlib's corners
+#: eye-centre estimates by preference: the mean of dlib's corners (precise), else the detector's eyes
 _EYE_PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("left_eye",), ("right_eye",)),
     (("left_eye_outer", "left_eye_inner"), ("right_eye_outer", "right_eye_inner")),
+    (("left_eye",), ("right_eye",)),
 )
-_NOSE_NAMES: tuple[str, ...] = ("nose", "nose_bottom")
+_NOSE_NAMES: tuple[str, ...] = ("nose_bottom", "nose")
 
 
 # -- geometry ------------------------------------------------------------------------------------
@@ -316,7 +318,8 @@ class Aligner:
         """The chip ``(size, size, 3)`` BGR uint8 of ``detection`` in ``image`` (BGR uint8 HxWx3)."""
         detection, available = self._points(image, detection)
         names = tuple(self.spec.points[i] for i in available)
-        points = points_of(detection, names)
+        # dlib's geometry and OpenCV's warps put pixel centres at integer coordinates
+        points = points_of(detection, names) - 0.5
         template = self._template[available]
         if self.spec.method == "dlib":
             chip_details = dlib_chip_details(points, template, self.size, self.spec.padding)
@@ -324,7 +327,7 @@ class Aligner:
             to_source = chip_details.chip_to_source()
         else:
             chip, to_source = self._plain(image, points, template)
-        to_chip = cv2.invertAffineTransform(to_source).astype(np.float32)
+        to_chip = _corner_origin(np.asarray(cv2.invertAffineTransform(to_source), dtype=np.float64)).astype(np.float32)
         return AlignedFace(
             image=np.ascontiguousarray(chip),
             detection=detection,
@@ -342,6 +345,13 @@ class Aligner:
         chip = cv2.warpAffine(image, to_chip, (self.size, self.size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         return np.asarray(chip, dtype=np.uint8), cv2.invertAffineTransform(to_chip).astype(np.float64)
+
+
+def _corner_origin(matrix: Float64Array) -> Float64Array:
+    """An affine map between pixel-centre coordinates rewritten for corner-origin coordinates."""
+    out = np.array(matrix, dtype=np.float64)
+    out[:, 2] += 0.5 - 0.5 * out[:, :2].sum(axis=1)
+    return out
 
 
 def needs_landmarker(spec: AlignmentSpec) -> bool:

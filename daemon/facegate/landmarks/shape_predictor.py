@@ -12,8 +12,10 @@ Millisecond Face Alignment with an Ensemble of Regression Trees", CVPR 2014) fro
   ``value[idx1] - value[idx2] > thresh``, else right; the leaf's ``(P, 2)`` vector is added to the
   shape. All trees of a cascade see the same pixels, so they are walked together, level by level.
 
-dlib rounds the final points to whole pixels; :meth:`ShapePredictor.predict` returns them unrounded
-(more precise for alignment) unless ``round_points`` is set.
+dlib's coordinates put the origin at the top-left pixel's centre, facegate's at its corner: the
+landmarker converts both ways. dlib rounds the final points to whole pixels;
+:meth:`ShapePredictor.predict` returns them unrounded (more precise for alignment) unless
+``round_points`` is set.
 
 The predictor was trained on rectangles from dlib's HOG face detector, so a detector's box is first
 mapped to such a rectangle with the linear :class:`RectMapping` stored in the manifest's decoder block.
@@ -145,10 +147,12 @@ def _intensities(image: NDArray[np.uint8], xs: NDArray[np.int64], ys: NDArray[np
     """dlib's ``get_pixel_intensity`` at whole-pixel positions: ``(r+g+b)//3`` (0 outside the image)."""
     h, w = image.shape[:2]
     inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
-    xi = np.where(inside, xs, 0)
-    yi = np.where(inside, ys, 0)
-    gathered = image[yi, xi].astype(np.int32)
-    values = gathered if image.ndim == 2 else gathered[:, :3].sum(axis=1) // 3
+    if image.flags.c_contiguous:
+        flat = np.where(inside, ys * w + xs, 0)
+        gathered = image.reshape(h * w, -1).take(flat, axis=0)
+    else:  # a view: index it in place rather than copying the whole frame
+        gathered = image[np.where(inside, ys, 0), np.where(inside, xs, 0)].reshape(xs.shape[0], -1)
+    values = gathered[:, :3].astype(np.int32).sum(axis=1) // min(3, gathered.shape[1])
     return np.where(inside, values, 0).astype(np.float32)
 
 
@@ -157,10 +161,17 @@ class ShapePredictor:
 
     def __init__(self, weights: ShapePredictorWeights) -> None:
         self.weights = weights
-        _, trees, splits, _ = weights.split_idx.shape
-        self._trees = np.arange(trees)
+        cascades, trees, splits, _ = weights.split_idx.shape
+        leaves = splits + 1
         self._depth = weights.depth
         self._splits = splits
+        # flat per-cascade tables: 1-D ``take`` is several times faster than 2-D fancy indexing
+        self._idx1 = np.ascontiguousarray(weights.split_idx[..., 0].reshape(cascades, trees * splits))
+        self._idx2 = np.ascontiguousarray(weights.split_idx[..., 1].reshape(cascades, trees * splits))
+        self._thresh = np.ascontiguousarray(weights.split_thresh.reshape(cascades, trees * splits))
+        self._leaves = np.ascontiguousarray(weights.leaf_values.reshape(cascades, trees * leaves, -1))
+        self._split_base = np.arange(trees, dtype=np.intp) * splits
+        self._leaf_base = np.arange(trees, dtype=np.intp) * leaves - splits
         self._initial64 = weights.initial_shape.astype(np.float64)
 
     def predict(
@@ -180,24 +191,24 @@ class ShapePredictor:
         left, top, right, bottom = (float(v) for v in rect)
         sx, sy = right - left, bottom - top
         shape = w.initial_shape.copy()  # float32, accumulated like dlib
-        trees = self._trees
+        parts = shape.shape[0]
         for cascade in range(w.split_idx.shape[0]):
             m = _similarity_2x2(self._initial64, shape.astype(np.float64)).astype(np.float32)
             norm_pts = w.deltas[cascade] @ m.T + shape[w.anchor_idx[cascade]]
             px = np.floor(left + norm_pts[:, 0].astype(np.float64) * sx + 0.5).astype(np.int64)
             py = np.floor(top + norm_pts[:, 1].astype(np.float64) * sy + 0.5).astype(np.int64)
             values = _intensities(image, px, py)
-            idx = w.split_idx[cascade]
-            thresh = w.split_thresh[cascade]
-            node = np.zeros(trees.shape[0], dtype=np.intp)
+            idx1, idx2, thresh = self._idx1[cascade], self._idx2[cascade], self._thresh[cascade]
+            node = np.zeros(self._split_base.shape[0], dtype=np.intp)
             for _ in range(self._depth):
-                pair = idx[trees, node]
-                go_left = (values[pair[:, 0]] - values[pair[:, 1]]) > thresh[trees, node]
-                node = 2 * node + np.where(go_left, 1, 2)
+                flat = self._split_base + node
+                go_left = (values.take(idx1.take(flat)) - values.take(idx2.take(flat))) > thresh.take(flat)
+                node = 2 * node + 2 - go_left
+            increments = self._leaves[cascade].take(self._leaf_base + node, axis=0)
             # dlib adds the leaves one tree after another in float32; cumsum keeps that order (a
             # pairwise sum differs in the last bits, which can move a rounded feature pixel later on)
-            steps = np.concatenate([shape[None], w.leaf_values[cascade, trees, node - self._splits]], axis=0)
-            shape = np.cumsum(steps, axis=0, dtype=np.float32)[-1]
+            increments[0] += shape.reshape(-1)
+            shape = np.cumsum(increments, axis=0, dtype=np.float32)[-1].reshape(parts, 2)
         out = np.empty(shape.shape, dtype=np.float64)
         out[:, 0] = left + shape[:, 0].astype(np.float64) * sx
         out[:, 1] = top + shape[:, 1].astype(np.float64) * sy
@@ -227,13 +238,20 @@ class ShapePredictorLandmarker(Landmarker):
         self.mappings = {str(k): RectMapping.from_options(v) for k, v in mappings.items()}
 
     def rect_for(self, detection: FaceDetection) -> tuple[float, float, float, float]:
-        """The dlib-HOG-style rectangle for a detection, by the mapping fitted for its detector."""
+        """The dlib-HOG-style rectangle (dlib's pixel-centre coordinates) for a detection, by the
+        mapping fitted for its detector."""
         mapping = self.mappings.get(detection.detector, self.mappings["default"])
-        return mapping.rect(detection.box)
+        return mapping.rect(centre_coordinates(detection.box))
 
     def landmarks(self, image: ImageBGR, detection: FaceDetection) -> FaceDetection:
         points = self.predictor.predict(image, self.rect_for(detection))
-        return with_points(detection, DLIB5_NAMES, points)
+        return with_points(detection, DLIB5_NAMES, points + 0.5)
+
+
+def centre_coordinates(box: Box) -> Box:
+    """``box`` (origin at the top-left pixel's corner, facegate's convention) in dlib's coordinates,
+    where the top-left pixel's centre is the origin."""
+    return Box(box.x1 - 0.5, box.y1 - 0.5, box.x2 - 0.5, box.y2 - 0.5)
 
 
 __all__ = [
@@ -242,4 +260,5 @@ __all__ = [
     "ShapePredictor",
     "ShapePredictorLandmarker",
     "ShapePredictorWeights",
+    "centre_coordinates",
 ]
