@@ -225,15 +225,14 @@ def test_persisted_nonces_survive_a_restart(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "nonces.json"
     first = ReplayGuard(30.0, path=path, clock=clock)
-    assert first.not_before is not None  # first start: barrier, persisted immediately
-    clock.now = first.not_before + 1
+    assert first.not_before is None  # first start (no file): nothing to protect yet
     assert first.check_and_remember("abc", clock.now) is Freshness.FRESH
     clock.now += 5
     second = ReplayGuard(30.0, path=path, clock=clock)
-    assert second.not_before == first.not_before  # the old barrier, kept until it is moot; no new one
+    assert second.not_before is None
     assert second.check_and_remember("abc", clock.now - 5) is Freshness.REPLAYED
     assert second.check_and_remember("def", clock.now) is Freshness.FRESH
-    # a wider window than the file was written with: barrier again
+    # a wider window than the file was written with: barrier
     third = ReplayGuard(60.0, path=path, clock=clock)
     assert third.not_before == pytest.approx(clock.now + 60)
     # a corrupt file: barrier
@@ -244,11 +243,27 @@ def test_persisted_nonces_survive_a_restart(tmp_path: Path) -> None:
 def test_barrier_survives_a_crash_during_it(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "nonces.json"
+    path.write_text("garbage")
     first = ReplayGuard(30.0, path=path, clock=clock)
     barrier = first.not_before
+    assert barrier is not None
     clock.now += 2
     second = ReplayGuard(30.0, path=path, clock=clock)  # "crashed" and restarted within the barrier
     assert second.not_before == barrier
+    assert second.check_and_remember("n", clock.now) is Freshness.BEFORE_BARRIER
+
+
+def test_unpersistable_nonce_refuses_the_command(tmp_path: Path) -> None:
+    clock = Clock()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    guard = ReplayGuard(30.0, path=blocker / "nonces.json", clock=clock)
+    assert guard.not_before is not None  # unreadable: barrier
+    clock.now = guard.not_before + 1
+    verifier = CommandVerifier(SigningKey(SECRET), replay_guard=guard, clock=clock)
+    signed = sign_command({"request_id": "r"}, SECRET, topic=TOPIC, now=clock.now)
+    assert _code(verifier, signed) == "unavailable"
+    assert len(guard) == 0
 
 
 # --- rate limits ----------------------------------------------------------------------------------------

@@ -11,14 +11,16 @@ Restarts: a nonce remembered only in memory would be forgotten by a restart, and
 in the last ``window_s`` seconds could be replayed once to the new process. Two defences:
 
 * with ``path`` (the daemon uses ``<state_dir>/command-nonces.json``) every accepted nonce is written
-  atomically (temp file, fsync, rename) *before* the command acts, and reloaded at start-up (with a
-  barrier still in force, see below);
-* without ``path``, or when the file is missing (first start), unreadable, or was written with a
-  smaller window, the guard
-  starts with a barrier: commands with ``ts < start + window_s`` are refused as stale. Any command the
-  previous process can have accepted had ``ts <= previous now + window_s < start + window_s``, so
-  none can be replayed, whatever the clock skew between signer and device; the price is that commands
-  are refused for ``window_s`` seconds after such a start.
+  atomically (temp file, fsync, rename) *before* the command acts, and reloaded at start-up. When the
+  write fails the command is refused (:class:`ReplayGuardUnavailable`), so the file always lists every
+  nonce that is still replayable. A missing file is a first start (or a wiped state directory, which
+  also lost the gallery and the overlay) and needs nothing else;
+* without ``path``, or when the file is unreadable, corrupt, or was written with a smaller window,
+  the guard starts with a barrier: commands with ``ts < start + window_s`` are refused as stale. Any
+  command the previous process can have accepted had ``ts <= previous now + window_s < start +
+  window_s``, so none can be replayed, whatever the clock skew between signer and device; the price
+  is that commands are refused for about ``window_s`` seconds after such a start. The barrier is
+  persisted too, so a crash during it does not lift it.
 
 Both rely on the device's wall clock not jumping backwards across the restart (set the time with
 NTP/an RTC before starting the daemon; the timestamp window depends on it anyway).
@@ -26,6 +28,7 @@ NTP/an RTC before starting the daemon; the timestamp window depends on it anyway
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -45,8 +48,16 @@ DEFAULT_MAX_ENTRIES = 4096
 _MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
-class ReplayGuardFull(CommandError):
-    """Too many fresh nonces to remember; the command is refused (fail closed)."""
+class ReplayGuardError(CommandError):
+    """The guard cannot vouch for a command; it is refused (fail closed)."""
+
+
+class ReplayGuardFull(ReplayGuardError):
+    """Too many fresh nonces to remember."""
+
+
+class ReplayGuardUnavailable(ReplayGuardError):
+    """The nonce could not be persisted."""
 
 
 class Freshness(Enum):
@@ -81,16 +92,17 @@ class ReplayGuard:
         self._clock = clock
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}  # nonce -> ts of the command that carried it
-        self._persist_ok = path is not None
         self.not_before: float | None = None
         if path is None or not self._load(path):
             self.not_before = clock() + self.window_s
             logger.info(
                 "replay guard: no persisted nonces; commands signed before the next %.0f s are refused", self.window_s
             )
-        # Written at once so that the barrier itself survives a crash during it.
-        with self._lock:
-            self._save()
+        if self.not_before is not None:
+            # Written at once so that the barrier itself survives a crash during it.
+            # A failure is logged; every accepted command needs the write anyway.
+            with self._lock, contextlib.suppress(ReplayGuardUnavailable):
+                self._save()
 
     def __len__(self) -> int:
         with self._lock:
@@ -103,8 +115,7 @@ class ReplayGuard:
             with path.open("rb") as handle:
                 raw = handle.read(_MAX_FILE_BYTES + 1)
         except FileNotFoundError:
-            # A first start, or the file was removed after a write failure: either way use the barrier.
-            return False
+            return True  # first start
         except OSError as err:
             logger.warning("replay guard: cannot read %s (%s); using the start-up barrier", path, err.strerror)
             return False
@@ -136,7 +147,7 @@ class ReplayGuard:
         return True
 
     def _save(self) -> None:
-        if self.path is None or not self._persist_ok:
+        if self.path is None:
             return
         text = json.dumps(
             {"version": FILE_VERSION, "window_s": self.window_s, "not_before": self.not_before, "nonces": self._seen},
@@ -145,13 +156,8 @@ class ReplayGuard:
         try:
             atomic_write(self.path, text.encode("utf-8"))
         except OSError as err:
-            # Keep working in memory, but from now on a restart must use the barrier: drop the file.
-            logger.error("replay guard: cannot write %s (%s); nonces are kept in memory only", self.path, err.strerror)
-            self._persist_ok = False
-            try:
-                self.path.unlink(missing_ok=True)
-            except OSError:
-                logger.error("replay guard: cannot remove stale %s; delete it before the next start", self.path)
+            logger.error("replay guard: cannot write %s: %s", self.path, err.strerror)
+            raise ReplayGuardUnavailable(f"cannot record the nonce ({err.strerror}); command refused") from err
 
     # --- the check ---------------------------------------------------------------------------------
     def _prune(self, now: float) -> None:
@@ -163,7 +169,8 @@ class ReplayGuard:
         """Record ``nonce`` (of a command with timestamp ``ts`` that passed the window check).
 
         Returns ``FRESH`` the first time, ``REPLAYED`` for a repeat, ``BEFORE_BARRIER`` for a command
-        signed before the start-up barrier; raises :class:`ReplayGuardFull` when the cap is reached.
+        signed before the start-up barrier; raises :class:`ReplayGuardFull` when the cap is reached and
+        :class:`ReplayGuardUnavailable` when the nonce cannot be persisted (it is then not remembered).
         """
         now = self._clock()
         with self._lock:
@@ -180,8 +187,19 @@ class ReplayGuard:
                     f"more than {self.max_entries} commands within {self.window_s:.0f} s; try again later"
                 )
             self._seen[nonce] = float(ts)
-            self._save()
+            try:
+                self._save()
+            except ReplayGuardUnavailable:
+                del self._seen[nonce]
+                raise
         return Freshness.FRESH
 
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "Freshness", "ReplayGuard", "ReplayGuardFull"]
+__all__ = [
+    "DEFAULT_MAX_ENTRIES",
+    "Freshness",
+    "ReplayGuard",
+    "ReplayGuardError",
+    "ReplayGuardFull",
+    "ReplayGuardUnavailable",
+]

@@ -46,7 +46,7 @@ from pydantic import SecretStr
 from facegate.config.secrets import read_secret_file
 from facegate.errors import CommandError, ConfigError
 from facegate.remote.canonical import JsonRejected, canonical_json, parse_json_object
-from facegate.remote.replay_guard import Freshness, ReplayGuard, ReplayGuardFull
+from facegate.remote.replay_guard import Freshness, ReplayGuard, ReplayGuardFull, ReplayGuardUnavailable
 from facegate.remote.schemas import NONCE_PATTERN, SIG_PATTERN, CommandRejected, FieldErrorPayload
 
 logger = logging.getLogger(__name__)
@@ -236,6 +236,8 @@ class CommandVerifier:
             freshness = self.replay_guard.check_and_remember(nonce, ts)
         except ReplayGuardFull as err:
             raise CommandRejected("busy", str(err)) from err
+        except ReplayGuardUnavailable as err:
+            raise CommandRejected("unavailable", str(err)) from err
         if freshness is Freshness.REPLAYED:
             raise CommandRejected("replayed", "this nonce was already used")
         if freshness is Freshness.BEFORE_BARRIER:
