@@ -15,8 +15,9 @@ Two measured facts shape the int8 build:
   (normal range: under 10 and +-100). Min/max calibration then spends the whole int8 range on
   them and hundreds of anchors fire (715 of 896 on skimage's astronaut). The manifests therefore
   letterbox with mid-grey (0 after normalisation): on the 40 evaluation images the float models then
-  find the same faces as with black, score the two half-cut Obama faces higher (0.79/0.85 ->
-  0.90/0.94), and take skimage's cat for a face at 0.60 instead of 0.49 (short range only).
+  find the same faces as with black (short range: one more on two group photos), score the two
+  half-cut Obama faces higher (0.79/0.85 -> 0.90/0.94), and take skimage's cat for a face at 0.60
+  instead of 0.49 (short range only).
 * The head outputs are clipped in the rebuilt graph (logits to +-``INT8_SCORE_CLIP``, which the
   int8 manifests' ``score_clip`` repeats; coordinates to +-input size, beyond anything a face in
   the input can need), so stray background values cannot stretch the output scales either.
