@@ -147,22 +147,27 @@ def pyramid_down2(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 def _bilinear_dlib(image: NDArray[np.uint8], xs: Float64Array, ys: Float64Array) -> NDArray[np.uint8]:
-    """dlib's ``interpolate_bilinear`` at ``(xs, ys)`` (any shape): truncated, black off-image."""
+    """dlib's ``interpolate_bilinear`` at ``(xs, ys)`` (same shape): truncated, black off-image.
+
+    The arithmetic is dlib's, in float64 and in its order, so truncation lands on the same integers.
+    """
     h, w = image.shape[:2]
+    src = np.ascontiguousarray(image).reshape(h * w, -1)
     left = np.floor(xs).astype(np.int64)
     top = np.floor(ys).astype(np.int64)
-    inside = (left >= 0) & (top >= 0) & (left + 1 < w) & (top + 1 < h)
-    lx = np.where(inside, left, 0)
-    ty = np.where(inside, top, 0)
-    fx = (xs - left)[..., None]
-    fy = (ys - top)[..., None]
-    tl = image[ty, lx].astype(np.float64)
-    tr = image[ty, lx + 1].astype(np.float64)
-    bl = image[ty + 1, lx].astype(np.float64)
-    br = image[ty + 1, lx + 1].astype(np.float64)
-    value = (1 - fy) * ((1 - fx) * tl + fx * tr) + fy * ((1 - fx) * bl + fx * br)
-    value = np.where(inside[..., None], value, 0.0)
-    return np.clip(value, 0, 255).astype(np.uint8)  # astype truncates, like dlib's assign_pixel
+    inside = ((left >= 0) & (top >= 0) & (left + 1 < w) & (top + 1 < h)).reshape(-1)
+    flat = np.where(inside, (top * w + left).reshape(-1), 0)
+    fx = (xs - left).reshape(-1, 1)
+    fy = (ys - top).reshape(-1, 1)
+    gx = 1.0 - fx
+    tl = src.take(flat, axis=0)
+    tr = src.take(flat + 1, axis=0)
+    bl = src.take(flat + w, axis=0)
+    br = src.take(flat + w + 1, axis=0)
+    value = (1.0 - fy) * (gx * tl + fx * tr) + fy * (gx * bl + fx * br)
+    value[~inside] = 0.0
+    out: NDArray[np.uint8] = value.astype(np.uint8).reshape(*xs.shape, src.shape[1])  # truncation, like dlib
+    return out
 
 
 @dataclass(frozen=True, slots=True)

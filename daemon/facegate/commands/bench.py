@@ -2,7 +2,7 @@
 
 Without options: per-stage latency and end-to-end verify. ``--gallery`` 1:N search over synthetic
 galleries, ``--pipeline [VIDEO]`` daemon throughput/latency/RSS, ``--detectors`` detector comparison,
-``--all`` everything.
+``--alignment`` landmark providers and face chips, ``--all`` everything.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
                    help="full pipeline on a replay (default: the synthetic demo sequence)")
     p.add_argument("--detectors", action="store_true", help="detector comparison (ms per 640x480 image)")
     p.add_argument("--analysis", action="store_true", help="added cost per face of analysis and liveness")
+    p.add_argument("--alignment", action="store_true", help="landmark providers and face chip latency per face")
     p.add_argument("--all", action="store_true")
     p.add_argument("--repeat", type=int, default=30)
     add_json_arg(p)
@@ -48,7 +49,8 @@ def _show(title: str, items: list[Any], out: dict[str, Any], as_json: bool) -> N
 
 def run(args: argparse.Namespace) -> int:
     everything = args.all
-    nothing = not (args.stages or args.gallery or args.pipeline is not None or args.detectors or args.analysis)
+    nothing = not (args.stages or args.gallery or args.pipeline is not None or args.detectors or args.analysis
+                   or args.alignment)
     out: dict[str, Any] = {}
     if everything or nothing or args.stages:
         from facegate.bench.stages import bench_stages, bench_verify
@@ -75,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         from facegate.bench.analysis import bench_analysis
 
         _show("analysis per face", bench_analysis(), out, args.json)
+    if everything or args.alignment:
+        from facegate.bench.alignment import bench_alignment
+
+        _show("landmarks and alignment per face", bench_alignment(repeat=args.repeat), out, args.json)
     if args.json:
         emit_json(out)
     return 0
