@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from facegate.confidence import confidence_from_distance, similarity_from_distance
+from facegate.confidence import calibrated_confidence, confidence_from_distance, similarity_from_distance
 from facegate.decision import (
     DecisionConfig,
     DecisionEngine,
@@ -101,6 +101,19 @@ def test_recognized_after_n_agreeing_frames_then_silent() -> None:
     assert event.wall == pytest.approx(1_700_000_000.2)
     assert len(event.event_id) == 32
     assert engine.is_decided(1)
+
+
+def test_event_confidence_uses_the_embedder_calibration() -> None:
+    slope = 12.0
+    engine = DecisionEngine(DecisionConfig(min_frames=3), confidence_slopes={"euclidean": slope})
+    event = feed(engine, 1, [("obama", 0.35)] * 3)[0][1]
+    expected = 100.0 / (1.0 + math.exp(-slope * (THRESHOLD - 0.35)))
+    assert event.confidence == pytest.approx(expected)
+    assert event.confidence == pytest.approx(calibrated_confidence(0.35, THRESHOLD, slope))
+    assert event.confidence != pytest.approx(confidence_from_distance(0.35, THRESHOLD))
+    unknown = DecisionEngine(DecisionConfig(unknown_frames=3), confidence_slopes={"euclidean": slope})
+    stranger = feed(unknown, 1, [(None, 0.62)] * 3)[0][1]
+    assert stranger.confidence is not None and stranger.confidence <= 49.0
 
 
 def test_two_frames_are_not_enough() -> None:

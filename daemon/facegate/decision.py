@@ -44,10 +44,11 @@ import logging
 import math
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from facegate.confidence import confidence_from_distance, similarity_from_distance
+from facegate.confidence import calibrated_confidence, similarity_from_distance
 from facegate.errors import ConfigError, FacegateError
 from facegate.tracker import TrackSnapshot
 from facegate.types import (
@@ -265,7 +266,10 @@ class _TrackState:
 class DecisionEngine:
     """Holds the votes of every live track and emits :class:`FaceEvent`s. Not thread-safe.
 
-    ``model_id`` is the embedder's id, copied into every event. Times come from the frames
+    ``model_id`` is the embedder's id, copied into every event; ``confidence_slopes`` (metric -> slope,
+    the embedder's calibration) make event confidences equal to those of the API's ``verify``/``find``
+    for the same distance (:func:`facegate.confidence.calibrated_confidence`; linear without a slope).
+    Times come from the frames
     (``Frame.monotonic`` for windows and cooldowns, ``Frame.wall`` for the event), so a replay decides
     exactly as the live stream did.
     """
@@ -277,8 +281,10 @@ class DecisionEngine:
         model_id: str = "",
         liveness: LivenessVerdict | None = None,
         analyzer: Analyzer | None = None,
+        confidence_slopes: Mapping[str, float] | None = None,
     ) -> None:
         self.config = config or DecisionConfig()
+        self.confidence_slopes = dict(confidence_slopes or {})
         if self.config.liveness_required and (liveness is None or isinstance(liveness, OffLiveness)):
             raise ConfigError("liveness is required but no liveness checker is configured (liveness: off)")
         self.model_id = model_id
@@ -402,7 +408,8 @@ class DecisionEngine:
         if event_type != "spoof" and math.isfinite(result.distance):
             distance = result.distance
             similarity = similarity_from_distance(distance, result.metric)
-            confidence = confidence_from_distance(distance, result.threshold)
+            slope = self.confidence_slopes.get(result.metric)
+            confidence = calibrated_confidence(distance, result.threshold, slope)
         recognized = event_type == "recognized"
         return FaceEvent(
             event_id=uuid.uuid4().hex,

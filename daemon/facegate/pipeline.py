@@ -75,7 +75,12 @@ class Pipeline:
         self.gates = gates if isinstance(gates, QualityGates) else QualityGates(gates)
         self.tracker = Tracker(tracker_config)
         self.decisions = DecisionEngine(
-            decision_config, model_id=embedder.model_id, liveness=liveness, analyzer=analyzer
+            decision_config,
+            model_id=embedder.model_id,
+            liveness=liveness,
+            analyzer=analyzer,
+            # optional on the protocol: an embedder without calibration gets the linear mapping
+            confidence_slopes=getattr(embedder, "confidence_slopes", None),
         )
         self.stats = stats if stats is not None else Stats()
         self._timer = StageTimer(self.stats, clock)
