@@ -17,6 +17,7 @@ import numpy as np
 
 from facegate.align import Aligner, build_aligner
 from facegate.detectors.base import FaceDetector
+from facegate.detectors.edge_pad import EdgePaddedDetector
 from facegate.detectors.registry import build_detector
 from facegate.embedders.base import Embedder
 from facegate.embedders.registry import build_embedder
@@ -37,6 +38,7 @@ class EngineKey:
     detector_variant: str | None
     landmarks: str
     num_threads: int
+    edge_pad: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +79,16 @@ class FaceEngine:
         detector_variant: str | None = None,
         landmarks: str = "auto",
         num_threads: int = 1,
+        edge_pad: float = 0.0,
+        detector_options: dict[str, object] | None = None,
     ) -> None:
-        options = {} if detector_variant is None else {"variant": detector_variant}
-        self.detector: FaceDetector = build_detector(detector_backend, num_threads=num_threads, **options)
+        options = dict(detector_options or {})
+        if detector_variant is not None:
+            options["variant"] = detector_variant
+        detector = build_detector(detector_backend, num_threads=num_threads, **options)
+        if edge_pad > 0 and detector_backend.casefold() != "skip":
+            detector = EdgePaddedDetector(detector, edge_pad)
+        self.detector: FaceDetector = detector
         self.embedder: Embedder = build_embedder(model_name, variant=model_variant, num_threads=num_threads)
         self.aligner: Aligner = build_aligner(self.embedder.alignment, landmarks=landmarks, num_threads=num_threads)
         self.detector_backend = detector_backend
@@ -189,10 +198,15 @@ def get_engine(
     detector_variant: str | None = None,
     landmarks: str = "auto",
     num_threads: int = 1,
+    edge_pad: float = 0.2,
 ) -> FaceEngine:
-    """The process-wide engine for a configuration (models load once per process)."""
+    """The process-wide engine for a configuration (models load once per process).
+
+    Photos given to the library get the edge-padding pass by default (faces cut by the picture's edge);
+    the daemon builds its own engine without it, for frame rate.
+    """
     key = EngineKey(detector_backend.casefold(), model_name.casefold(), model_variant, detector_variant,
-                    landmarks, num_threads)
+                    landmarks, num_threads, edge_pad)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
@@ -203,6 +217,7 @@ def get_engine(
                 detector_variant=detector_variant,
                 landmarks=landmarks,
                 num_threads=num_threads,
+                edge_pad=edge_pad,
             )
             _ENGINES[key] = engine
         return engine

@@ -80,6 +80,17 @@ def voting_config(config: FacegateConfig) -> VotingConfig:
     )
 
 
+def detector_options(config: FacegateConfig) -> dict[str, object]:
+    """Options the YAML sets explicitly; the rest stay at each model manifest's defaults."""
+    d = config.detector
+    options: dict[str, object] = {}
+    if "score_threshold" in d.model_fields_set:
+        options["score_threshold"] = d.score_threshold
+    if "min_face_px" in d.model_fields_set:
+        options["min_face_px"] = d.min_face_px
+    return options
+
+
 def gate_config(config: FacegateConfig) -> GateConfig:
     g = config.gates
     return GateConfig(min_face_px=g.min_face_px, min_sharpness=g.min_sharpness, max_abs_yaw=g.max_yaw)
@@ -193,6 +204,7 @@ class Service:
             model_variant=cfg.recognition.variant,
             detector_variant=cfg.detector.variant,
             num_threads=max(cfg.detector.num_threads, cfg.recognition.num_threads),
+            detector_options=detector_options(cfg),
         )
 
     def _thresholds(self) -> dict[str, float]:
