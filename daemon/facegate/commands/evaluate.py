@@ -32,9 +32,31 @@ def register(subparsers: Any) -> None:
     p.add_argument("--roc", metavar="OUT.png", help="write a ROC plot")
     p.add_argument("--detection", metavar="DETECTION.csv", help="evaluate detectors on a face-count CSV")
     p.add_argument("--detectors", default="all", help="comma-separated detector backends for --detection")
+    p.add_argument("--identities", metavar="DIR",
+                   help="1:N evaluation on DIR/<person>/*.jpg: rank-1 (first photo enrolled) and open-set false "
+                        "accepts (30%% of the people left out)")
+    p.add_argument("--margin", type=float, default=0.0, help="required best/second-best gap for --identities")
     p.add_argument("--threads", type=int, default=1)
     add_json_arg(p)
     p.set_defaults(handler=run)
+
+
+def _identification(args: argparse.Namespace) -> int:
+    from facegate.engine import get_engine
+    from facegate.evaluation.identification import evaluate_identification
+
+    root = Path(args.identities)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder of identities")
+    metric: Metric = next((m for m in METRICS if m == args.distance_metric), "euclidean")
+    engine = get_engine(args.detector_backend, args.model_name, model_variant=args.model_variant,
+                        num_threads=args.threads)
+    report = evaluate_identification(root, engine, metric=metric, threshold=args.threshold, margin=args.margin)
+    if args.json:
+        emit_json(dataclasses.asdict(report))
+    else:
+        emit_table(["figure", "value"], [[k, v] for k, v in dataclasses.asdict(report).items()])
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
         code: int = run_detection_command(args)
         return code
+    if args.identities:
+        return _identification(args)
     if not args.pairs:
-        raise ConfigError("give a pairs CSV (or --detection CSV)")
+        raise ConfigError("give a pairs CSV (or --detection CSV, or --identities DIR)")
     from facegate.engine import get_engine
     from facegate.evaluation.metrics import roc
     from facegate.evaluation.pairs import (
