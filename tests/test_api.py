@@ -89,7 +89,7 @@ def test_extract_faces_fields_and_eye_order(obama: Path, astronaut_bgr: np.ndarr
     assert len(faces) == 1
     face = faces[0]
     assert face.face.shape == (150, 150, 3) and face.face.dtype == np.float32
-    assert 0.0 <= float(face.face.min()) and float(face.face.max()) <= 1.0
+    assert float(face.face.min()) >= 0.0 and float(face.face.max()) <= 1.0
     d = face.to_dict()
     assert set(d) == {"face", "facial_area", "confidence"}
     assert d["facial_area"]["left_eye"][0] > d["facial_area"]["right_eye"][0]
@@ -134,19 +134,19 @@ def test_unknown_metric_and_model_give_clear_errors(obama: Path) -> None:
 
 def test_bad_inputs_are_rejected_with_the_input_named(tmp_path: Path, obama: Path) -> None:
     missing = tmp_path / "missing.jpg"
-    with pytest.raises(ImageError, match="missing.jpg.*not found"):
+    with pytest.raises(ImageError, match=r"missing\.jpg.*not found"):
         facegate.represent(missing)
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    with pytest.raises(ImageError, match="empty.jpg.*empty"):
+    with pytest.raises(ImageError, match=r"empty\.jpg.*empty"):
         facegate.represent(empty)
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(obama.read_bytes()[:5000])
-    with pytest.raises(ImageError, match="truncated.jpg"):
+    with pytest.raises(ImageError, match=r"truncated\.jpg"):
         facegate.represent(truncated)
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    with pytest.raises(ImageError, match="notes.jpg.*not a supported image"):
+    with pytest.raises(ImageError, match=r"notes\.jpg.*not a supported image"):
         facegate.represent(text)
     with pytest.raises(ImageError, match="base64"):
         facegate.represent("data:image/jpeg;base64,@@@@")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,9 @@ def test_evaluate_peer_pairs_accuracy(shared_data: Path, capsys: pytest.CaptureF
     report = json.loads(capsys.readouterr().out)
     rows = {(r["metric"], r["subset"]): r for r in report["results"]}
     peer, everything = rows[("euclidean", "peer")], rows[("euclidean", "all")]
-    print(f"peer pairs: {peer['pairs']} accuracy {peer['accuracy']:.4f}; all pairs: {everything['pairs']} "
+    sys.stdout.write(f"peer pairs: {peer['pairs']} accuracy {peer['accuracy']:.4f}; all pairs: {everything['pairs']} "
           f"accuracy {everything['accuracy']:.4f}, AUC {everything['auc']:.4f}, "
-          f"TAR@FAR=1e-3 {everything['tar_at_far_1e3']:.3f}")
+          f"TAR@FAR=1e-3 {everything['tar_at_far_1e3']:.3f}\n")
     assert peer["pairs"] >= 500 and everything["pairs"] >= 990  # nearly every image embedded
     assert peer["accuracy"] >= 0.975
     assert everything["accuracy"] >= 0.975
@@ -47,7 +48,7 @@ def test_evaluate_peer_pairs_accuracy(shared_data: Path, capsys: pytest.CaptureF
 def test_identification_rank1_and_open_set(shared_data: Path) -> None:
     engine = get_engine()
     report = evaluate_identification(shared_data / "identities", engine)
-    print(report)
+    sys.stdout.write(f"{report}\n")
     assert report.probes >= 100
     assert report.rank1 >= 0.95
     assert report.open_set_probes >= 20
