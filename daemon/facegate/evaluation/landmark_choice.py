@@ -11,6 +11,7 @@ it scores), plus the mean landmark time per face:
 * ``dlib-native`` (reference, needs dlib): dlib HOG (upsample 1) + dlib predictor + ``dlib.get_face_chip``
   + dlib's own ResNet.
 
+The choice: best peer accuracy at 0.6, ties broken by all-pairs accuracy, then all-pairs AUC.
 An image where the detector finds no face (the dlib "johns" are already 150x150 chips) is embedded as
 the whole image resized to the chip, as :mod:`facegate.evaluation.pairs` does.
 """
@@ -31,7 +32,7 @@ from numpy.typing import NDArray
 from facegate.align import Aligner
 from facegate.commands.output import emit_table, emit_text
 from facegate.embedders.base import Embedder
-from facegate.evaluation.metrics import accuracy_at, best_threshold
+from facegate.evaluation.metrics import accuracy_at, best_threshold, roc
 from facegate.evaluation.pairs import Pair, read_pairs
 from facegate.images import load_image
 from facegate.landmarks.base import Landmarker
@@ -62,6 +63,7 @@ class Row:
     accuracy: float
     best_threshold: float
     best_accuracy: float
+    auc: float
 
 
 def _whole_image_chip(image: ImageBGR, size: int) -> ImageBGR:
@@ -136,7 +138,7 @@ def score(result: ChainResult, pairs: Sequence[Pair]) -> list[Row]:
         d = np.array([float(np.linalg.norm(result.vectors[p.img_a] - result.vectors[p.img_b])) for p in chosen])
         same = np.array([p.same for p in chosen], dtype=bool)
         t, acc = best_threshold(d, same)
-        rows.append(Row(result.name, subset, len(chosen), accuracy_at(d, same, THRESHOLD), t, acc))
+        rows.append(Row(result.name, subset, len(chosen), accuracy_at(d, same, THRESHOLD), t, acc, roc(d, same).auc))
     return rows
 
 
@@ -161,18 +163,29 @@ def main(argv: Sequence[str] | None = None, *, emit: Callable[[str], None] = emi
     args = parser.parse_args(argv)
     providers = tuple(p for p in args.providers.split(",") if p)
     rows, results = evaluate(args.data, providers=providers, native=not args.no_native, num_threads=args.threads)
-    emit_table(["chain", "pairs", "n", f"acc@{THRESHOLD}", "best thr", "best acc"],
+    emit_table(["chain", "pairs", "n", f"acc@{THRESHOLD}", "best thr", "best acc", "AUC"],
                [[r.chain, r.subset, r.pairs, f"{r.accuracy:.4f}", f"{r.best_threshold:.3f}",
-                 f"{r.best_accuracy:.4f}"] for r in rows])
-    emit_table(["chain", "images", "undetected", "landmarks ms/face (mean)", "median"],
+                 f"{r.best_accuracy:.4f}", f"{r.auc:.5f}"] for r in rows])
+    native = next((r for r in results if r.name == "dlib-native"), None)
+    emit_table(["chain", "images", "undetected", "landmarks ms/face (mean)", "median", "dist to dlib-native (median)"],
                [[r.name, len(r.vectors), r.undetected,
                  f"{np.mean(r.landmark_ms):.2f}" if r.landmark_ms else "-",
-                 f"{np.median(r.landmark_ms):.2f}" if r.landmark_ms else "-"] for r in results])
-    peer = {r.chain: r.accuracy for r in rows if r.subset == "peer" and r.chain in providers}
-    if peer:
-        choice = max(peer, key=lambda k: (peer[k], k == "shape_predictor"))
-        emit(f"choice: {choice} (peer accuracy at {THRESHOLD}: {peer[choice]:.4f})")
+                 f"{np.median(r.landmark_ms):.2f}" if r.landmark_ms else "-",
+                 f"{_distance_to(r, native):.4f}" if native is not None else "-"] for r in results])
+    ranked = {(r.chain, r.subset): r for r in rows}
+    if providers:
+        # peer accuracy at 0.6 decides; all-pairs accuracy, then all-pairs AUC break ties
+        choice = max(providers, key=lambda k: (ranked[(k, "peer")].accuracy, ranked[(k, "all")].accuracy,
+                                               ranked[(k, "all")].auc))
+        emit(f"choice: {choice} (peer accuracy at {THRESHOLD}: {ranked[(choice, 'peer')].accuracy:.4f}, "
+             f"all-pairs AUC {ranked[(choice, 'all')].auc:.5f})")
     return 0
+
+
+def _distance_to(result: ChainResult, reference: ChainResult) -> float:
+    """Median euclidean distance between a chain's and the reference chain's vector of each image."""
+    shared = sorted(set(result.vectors) & set(reference.vectors))
+    return float(np.median([np.linalg.norm(result.vectors[k] - reference.vectors[k]) for k in shared]))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ LANDMARKERS: Registry[LandmarkerFactory] = Registry("landmarker")
 LANDMARKERS.register_lazy("shape_predictor", "facegate.landmarks.shape_predictor:ShapePredictorLandmarker")
 LANDMARKERS.register_lazy("facemesh", "facegate.landmarks.facemesh:FaceMeshLandmarker")
 
-#: chosen by measured verification accuracy (see the module docstring)
+#: chosen by measured verification accuracy (see the module docstring). Measured (Dlib int8, BlazeFace
+#: short-range fp16): shape_predictor and facemesh both 99.62% on the 523 peer pairs and 99.50% on all
+#: 1,000 pairs at euclidean 0.6; all-pairs AUC 0.99970 vs 0.99860 decides (dlib-native: 99.43% / 99.70%).
+#: The shape predictor also stays closer to dlib's own chain (median embedding distance 0.064 vs 0.099).
 DEFAULT_LANDMARKER = "shape_predictor"
 
 
