@@ -108,7 +108,7 @@ class Rig:
 
 
 def make_rig(tmp_path: Path, engine: FaceEngine, *, rate_limiter: TokenBucket | None = None,
-             max_payload_bytes: int = 4 * 1024 * 1024) -> Rig:
+             max_payload_bytes: int = 4 * 1024 * 1024, persist_nonces: bool = True) -> Rig:
     config_path = write_device_config(tmp_path / "dev", device_id="door1", port=1883, prefix="t",
                                       extra=CAMERA_EXTRA)
     runtime = RuntimeConfig.open(config_path)
@@ -117,7 +117,8 @@ def make_rig(tmp_path: Path, engine: FaceEngine, *, rate_limiter: TokenBucket | 
     outliers = OutlierPolicy.for_model(engine.embedder.thresholds, metric=config.recognition.distance_metric)
     gallery = SqliteGallery(config.paths.gallery, model_id=engine.model_id, device_id="door1", outliers=outliers)
     topics = Topics("door1", prefix="t")
-    guard = ReplayGuard(30.0, path=config.paths.state_dir / "command-nonces.json")
+    guard = ReplayGuard(30.0, path=config.paths.state_dir / "command-nonces.json" if persist_nonces else None)
+    guard.not_before = None  # a fresh test device: no earlier process could have accepted anything
     verifier = CommandVerifier(SigningKey(SECRET), replay_guard=guard)
     rig = Rig(CommandHandler(topics=topics, verifier=verifier), runtime, gallery, topics)
     rig.handler = CommandHandler(
@@ -397,10 +398,11 @@ def test_enroll_precomputed_embeddings(rig: Rig, engine: FaceEngine, samples_dir
                                              {"model_id": "facenet512", "vector": [0.1] * 512, "label": "other"},
                                              {"model_id": engine.model_id, "vector": [0.0] * 128, "label": "zero"},
                                              {"model_id": engine.model_id, "vector": "@@@@", "label": "bad64"},
+                                             {"model_id": engine.model_id, "vector": [0.5] * 127, "label": "short"},
                                          ]})
     assert result.ok, result.payload
     got = {e["label"]: e["outcome"] for e in json.loads(result.to_json())["result"]["embeddings"]}
-    assert got == {"list": "ok", "other": "model_mismatch", "zero": "invalid", "bad64": "invalid"}
+    assert got == {"list": "ok", "other": "model_mismatch", "zero": "invalid", "bad64": "invalid", "short": "invalid"}
     assert rig.gallery.person("biden").embedding_count == 1
     again = rig.send("gallery/enroll", {"request_id": "emb-2", "person_id": "biden", "name": "Joe Biden",
                                         "embeddings": [{"model_id": engine.model_id, "vector": b64}]})

@@ -102,11 +102,19 @@ class ConfigApplier(Protocol):
     def preview(self, patch: Any) -> PatchResult: ...
 
 
+class _Dimensioned(Protocol):
+    @property
+    def dim(self) -> int: ...
+
+
 class PhotoEmbedder(Protocol):
     """Detection + alignment + embedding of a photo (:class:`~facegate.engine.FaceEngine`)."""
 
     @property
     def model_id(self) -> str: ...
+
+    @property
+    def embedder(self) -> _Dimensioned: ...
 
     def represent(self, image: ImageBGR, *, enforce_detection: bool = True) -> list[FaceResult]: ...
 
@@ -501,10 +509,11 @@ class CommandHandler:
 
     def _gallery_enroll(self, command: GalleryEnrollCommand) -> CommandResultPayload:
         gallery = self._need_gallery()
-        engine = self._get_embedder() if command.photos else None
+        # The model (and its dimension) of this device; embeddings alone need it too, so that a wrong
+        # vector length cannot become the first entry of an empty gallery.
+        engine = self._get_embedder() if command.photos or self._embedder_factory is not None else None
         expected_model = engine.model_id if engine is not None else gallery.model_id
-        if expected_model is None and self._embedder_factory is not None and command.embeddings:
-            expected_model = self._get_embedder().model_id
+        expected_dim = engine.embedder.dim if engine is not None else None
         photo_reports: dict[int, ItemReport] = {}
         emb_reports: dict[int, ItemReport] = {}
         items: list[EnrollItem] = []
@@ -526,6 +535,10 @@ class CommandHandler:
                 vector = self._vector(emb.vector)
             except (ValueError, binascii.Error):
                 emb_reports[j] = ItemReport(index=j, label=emb.label, outcome="invalid", detail="not valid base64")
+                continue
+            if expected_dim is not None and vector.shape[0] != expected_dim:
+                detail = f"{vector.shape[0]} values; model {expected_model} has {expected_dim}"
+                emb_reports[j] = ItemReport(index=j, label=emb.label, outcome="invalid", detail=detail)
                 continue
             if not np.all(np.isfinite(vector)) or not np.any(vector):
                 emb_reports[j] = ItemReport(index=j, label=emb.label, outcome="invalid",
