@@ -425,14 +425,15 @@ def open_gallery(gallery: str | Path | Any | None, engine: FaceEngine, *, sync: 
         from facegate.enrollment import engine_embed_image
 
         syncer = FolderSync(path, engine_embed_image(engine), model_id=engine.model_id,
-                            detector=engine.detector_backend, alignment=engine.embedder.alignment.method)
+                            detector=engine.detector_backend, alignment=engine.embedder.alignment.method,
+                            outliers=engine.outlier_policy())
         if sync:
             report = syncer.sync()
             logger.info("gallery folder %s: %s", path, report)
         return syncer.gallery
     if not path.exists():
         raise ConfigError(f"gallery {path} does not exist; enrol people first (facegate enroll)")
-    return SqliteGallery(path, model_id=engine.model_id)
+    return engine.open_gallery(path)
 
 
 def find(
@@ -517,7 +518,7 @@ def enroll(
     else:
         path = default_gallery_path() if gallery is None else Path(gallery)
         path.parent.mkdir(parents=True, exist_ok=True)
-        store = SqliteGallery(path, model_id=engine.model_id)
+        store = engine.open_gallery(path)
     photos = [(_label(img, f"image[{i}]"), img) for i, img in enumerate(images)]
     return enroll_photos(store, engine, person_id, name, photos, replace=replace)
 

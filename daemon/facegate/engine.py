@@ -11,6 +11,8 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,6 +24,8 @@ from facegate.detectors.registry import build_detector
 from facegate.embedders.base import Embedder
 from facegate.embedders.registry import build_embedder
 from facegate.errors import ImageError, NoFaceError
+from facegate.gallery.outliers import OutlierPolicy
+from facegate.gallery.store import SqliteGallery
 from facegate.types import AlignedFace, Box, Embedding, FaceDetection, FaceQuality, FloatArray, ImageBGR
 
 logger = logging.getLogger(__name__)
@@ -98,6 +102,14 @@ class FaceEngine:
     @property
     def model_id(self) -> str:
         return self.embedder.model_id
+
+    def outlier_policy(self) -> OutlierPolicy:
+        """Enrolment screening with this model's own euclidean same-person threshold."""
+        return OutlierPolicy.for_model(self.embedder.thresholds, "euclidean")
+
+    def open_gallery(self, path: str | Path, **options: Any) -> SqliteGallery:
+        """A gallery bound to this engine's model, screening enrolments with :meth:`outlier_policy`."""
+        return SqliteGallery(path, model_id=self.model_id, outliers=self.outlier_policy(), **options)
 
     def detect(self, image: ImageBGR) -> list[FaceDetection]:
         h, w = image.shape[:2]

@@ -45,7 +45,6 @@ from facegate.events.payloads import (
 )
 from facegate.events.spool import Spool
 from facegate.events.topics import Topics
-from facegate.gallery.store import SqliteGallery
 from facegate.gates import GateConfig
 from facegate.matcher import Matcher
 from facegate.pipeline import Pipeline
@@ -178,8 +177,8 @@ class Service:
         self.topics = Topics(cfg.device.device_id, prefix=cfg.mqtt.prefix,
                              discovery_prefix=cfg.homeassistant.discovery_prefix)
         self._build_recognition()
-        self.gallery = SqliteGallery(paths.gallery, model_id=self.engine.model_id, device_id=cfg.device.device_id,
-                                     store_face_images=cfg.gallery.store_face_images)
+        self.gallery = self.engine.open_gallery(paths.gallery, device_id=cfg.device.device_id,
+                                                store_face_images=cfg.gallery.store_face_images)
         self._build_matcher()
         self._build_pipeline()
         if cfg.mqtt.enabled:

@@ -32,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
     from facegate.api import _engine, default_gallery_path
     from facegate.enrollment import enroll_photos, iter_photo_paths
     from facegate.gallery.records import slugify
-    from facegate.gallery.store import SqliteGallery
 
     paths = iter_photo_paths(args.images)
     if not paths:
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     photos: list[tuple[str, Any]] = [(str(path), path) for path in paths]
     if show_progress:
         sys.stderr.write(f"enrolling {len(paths)} photos of {args.name}...\n")
-    with SqliteGallery(gallery_path, model_id=engine.model_id) as gallery:
+    with engine.open_gallery(gallery_path) as gallery:
         outcome = enroll_photos(gallery, engine, person_id, args.name, photos, replace=args.replace)
     if args.json:
         emit_json(outcome.to_dict())

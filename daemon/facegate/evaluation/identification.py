@@ -16,11 +16,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from facegate.enrollment import IMAGE_SUFFIXES, enroll_photos
 from facegate.engine import FaceEngine
+from facegate.enrollment import IMAGE_SUFFIXES, enroll_photos
 from facegate.errors import FacegateError
 from facegate.evaluation.pairs import EmbeddingCache
-from facegate.gallery.store import SqliteGallery
 from facegate.matcher import Matcher
 from facegate.types import Embedding, Metric
 
@@ -72,7 +71,7 @@ def evaluate_identification(
 
     with tempfile.TemporaryDirectory() as tmp:
         # closed set: everybody's first photo enrolled
-        closed = SqliteGallery(Path(tmp) / "closed.sqlite3", model_id=engine.model_id)
+        closed = engine.open_gallery(Path(tmp) / "closed.sqlite3")
         enrolled = 0
         for person, photos in people.items():
             if enroll_photos(closed, engine, person, person, [(str(photos[0]), photos[0])]).ok:
@@ -90,7 +89,7 @@ def evaluate_identification(
                 named += result.person_id == person
         closed.close()
         # open set: 30% of the people never enrolled
-        opened = SqliteGallery(Path(tmp) / "open.sqlite3", model_id=engine.model_id)
+        opened = engine.open_gallery(Path(tmp) / "open.sqlite3")
         outsiders = [p for p in people if left_out(p, open_set_share)]
         for person, photos in people.items():
             if person not in outsiders:
