@@ -7,4 +7,6 @@ wrote. Nothing here is imported at run time.
 from __future__ import annotations
 
 #: converter modules under ``facegate.convert``, run in this order by ``facegate models build``
-CONVERTERS: tuple[str, ...] = ("dlib_resnet", "blazeface", "shape_predictor", "facemesh", "emotion", "age_gender")
+CONVERTERS: tuple[str, ...] = (
+    "dlib_resnet", "blazeface", "shape_predictor", "facemesh", "emotion", "age_gender", "haar", "mtcnn", "mmod",
+)

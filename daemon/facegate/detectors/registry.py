@@ -3,10 +3,9 @@
 Names equal the YAML ``detector.backend`` values and the API's ``detector_backend`` strings.
 Implementations are imported only when their name is built.
 
-Placeholders: "opencv", "mtcnn" and "dlib" are planned backends; "ssd", "retinaface" and "yunet" have
-no redistributable weights and will be user-importable (``facegate models import``). Until their
-module exists, building one raises :class:`~facegate.errors.ModelNotInstalledError` saying so; a
-backend's implementation replaces its placeholder line with a ``register_lazy`` call.
+"opencv", "mtcnn" and "dlib" ship with facegate; "ssd", "retinaface" and "yunet" have no
+redistributable weights: building one before ``facegate models import FILE --as NAME`` raises
+:class:`~facegate.errors.ModelNotInstalledError` explaining that.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from facegate.detectors.base import FaceDetector
-from facegate.errors import ModelNotInstalledError
 from facegate.registry import Registry
 
 #: ``factory(*, num_threads: int = 1, **options) -> FaceDetector``
@@ -23,34 +21,16 @@ DetectorFactory = Callable[..., FaceDetector]
 
 DEFAULT_DETECTOR = "mediapipe"
 
-
-class _Unavailable:
-    """Factory of a known but not yet available backend: raises with the reason and what to do."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        self.name = name
-        self.reason = reason
-
-    def __call__(self, *, num_threads: int = 1, **options: Any) -> FaceDetector:
-        raise ModelNotInstalledError(f"detector {self.name!r} is not available yet: {self.reason}")
-
-
-_PLANNED = "not implemented in this version of facegate; use 'mediapipe' or 'mediapipe_full'"
-_IMPORT_ONLY = (
-    "its weights cannot be shipped with facegate; once supported, import them with `facegate models import`. "
-    "Meanwhile use 'mediapipe' or 'mediapipe_full'"
-)
-
 DETECTORS: Registry[DetectorFactory] = Registry("detector")
 DETECTORS.register_lazy("mediapipe", "facegate.detectors.blazeface:build_short_range")
 DETECTORS.register_lazy("mediapipe_full", "facegate.detectors.blazeface:build_full_range")
 DETECTORS.register_lazy("skip", "facegate.detectors.skip:build")
-DETECTORS.register("opencv", _Unavailable("opencv", _PLANNED))
-DETECTORS.register("mtcnn", _Unavailable("mtcnn", _PLANNED))
-DETECTORS.register("dlib", _Unavailable("dlib", _PLANNED))
-DETECTORS.register("ssd", _Unavailable("ssd", _IMPORT_ONLY))
-DETECTORS.register("retinaface", _Unavailable("retinaface", _IMPORT_ONLY))
-DETECTORS.register("yunet", _Unavailable("yunet", _IMPORT_ONLY))
+DETECTORS.register_lazy("opencv", "facegate.detectors.haar:build")
+DETECTORS.register_lazy("mtcnn", "facegate.detectors.mtcnn:build")
+DETECTORS.register_lazy("dlib", "facegate.detectors.mmod:build")
+DETECTORS.register_lazy("ssd", "facegate.detectors.onnx_dnn:build_ssd")
+DETECTORS.register_lazy("retinaface", "facegate.detectors.onnx_dnn:build_retinaface")
+DETECTORS.register_lazy("yunet", "facegate.detectors.onnx_dnn:build_yunet")
 
 
 def build_detector(name: str = DEFAULT_DETECTOR, *, num_threads: int = 1, **options: Any) -> FaceDetector:

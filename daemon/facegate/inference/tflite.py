@@ -156,6 +156,21 @@ class TfliteModel:
         self._interpreter.allocate_tensors()
         self._refresh_specs()
 
+    def resize_input(self, shape: Sequence[int], position: int = 0) -> None:
+        """Give input ``position`` a new full shape (e.g. another image size for a fully convolutional
+        model converted with dynamic height/width); a no-op when the shape is already that."""
+        wanted = tuple(int(s) for s in shape)
+        with self._lock:
+            spec = self.inputs[position]
+            if spec.shape == wanted:
+                return
+            try:
+                self._interpreter.resize_tensor_input(spec.index, list(wanted), strict=False)
+                self._interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as err:
+                raise ModelError(f"{self.path.name}: cannot resize input {spec.name!r} to {wanted}: {err}") from err
+            self._refresh_specs()
+
     def run(self, inputs: Sequence[NDArray[Any]]) -> list[NDArray[np.float32]]:
         """Run one inference. ``inputs`` are float32 arrays in the model's input order and shape
         (the batch dimension may differ from the file's: the interpreter is resized)."""
