@@ -26,6 +26,7 @@ class ManifestEmbedderFactory:
     bundled: bool = False
 
     def __call__(self, *, variant: str | None = None, num_threads: int = 1, zoo: ModelZoo | None = None) -> Embedder:
+        """The family's embedder from the zoo; ``.onnx`` files (user-imported) run through OpenCV's DNN."""
         from facegate.embedders.tflite_embedder import TfliteEmbedder
 
         zoo = zoo if zoo is not None else default_zoo()
@@ -33,8 +34,13 @@ class ManifestEmbedderFactory:
             manifest = zoo.family("embedder", self.family, variant)
         except ModelNotInstalledError as err:
             raise ModelNotInstalledError(self._not_installed(variant)) from err
+        if manifest.format == "onnx":
+            from facegate.embedders.onnx_embedder import OnnxDnnEmbedder
+
+            return OnnxDnnEmbedder(manifest, num_threads=num_threads, name=self.family)
         if manifest.format != "tflite":
-            raise ModelError(f"{self.family}: model {manifest.name} is {manifest.format}; only TFLite embedders run")
+            raise ModelError(f"{self.family}: model {manifest.name} is {manifest.format}; only TFLite and ONNX "
+                             "embedders run")
         return TfliteEmbedder(manifest, num_threads=num_threads, name=self.family)
 
     def _not_installed(self, variant: str | None) -> str:
@@ -47,7 +53,7 @@ class ManifestEmbedderFactory:
             )
         return (
             f"embedder {what} is not installed. facegate never downloads weights and ships no {self.family} "
-            f"model (no redistributable copy exists); install a TFLite file you have the right to use with "
+            f"model (no redistributable copy exists); install a .tflite or .onnx file you have the right to use with "
             f"`facegate models import FILE --as {self.family}`"
         )
 

@@ -1,0 +1,229 @@
+"""``facegate models import``: small models built here, checked against the name's spec, installed
+into a temporary user model directory, and used through the registries and ``verify``.
+
+Building the test models needs TensorFlow (TFLite) or the ``onnx`` package (ONNX): both come with the
+convert extra, so those tests are convert-marked; the not-installed errors need nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from facegate.errors import ConfigError, ModelError, ModelNotInstalledError
+from facegate.inference.manifest import default_zoo, sha256_file
+from facegate.model_import import ImportOptions
+from facegate.types import ImageBGR
+
+
+@pytest.fixture()
+def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty user model directory for this test; caches that index models are cleared."""
+    from facegate import engine
+
+    target = tmp_path / "user-models"
+    monkeypatch.setenv("FACEGATE_MODELS_DIR", str(target))
+    default_zoo.cache_clear()
+    engine._ENGINES.clear()
+    yield target
+    default_zoo.cache_clear()
+    engine._ENGINES.clear()
+
+
+def _tiny_tflite(path: Path, size: int, dim: int, seed: int = 0) -> Path:
+    """A deterministic (1, size, size, 3) -> (1, dim) network: 8x8 average pooling then a dense layer."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(seed)
+    cells = 8 * 8 * 3
+    weights = tf.constant(rng.normal(size=(cells, dim)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32)])
+    def forward(x: object) -> object:
+        pooled = tf.nn.avg_pool2d(x, size // 8, size // 8, "VALID")
+        return tf.matmul(tf.reshape(pooled, [-1, cells]), weights)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([forward.get_concrete_function()], forward)
+    path.write_bytes(converter.convert())
+    return path
+
+
+def _tiny_onnx(path: Path, size: int, dim: int, seed: int = 0) -> Path:
+    """(1, 3, size, size) -> (1, dim): average pooling to 4x4, flatten, MatMul."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    cells = 3 * 4 * 4
+    kernel = size // 4
+    weights = numpy_helper.from_array(rng.normal(size=(cells, dim)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[kernel, kernel], strides=[kernel, kernel]),
+            helper.make_node("Flatten", ["p"], ["f"], axis=1),
+            helper.make_node("MatMul", ["f", "w"], ["embedding"]),
+        ],
+        "tiny_embedder",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, dim])],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+# -- not installed: no model file needed -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["VGG-Face", "Facenet", "Facenet512", "OpenFace", "DeepFace", "ArcFace", "SFace",
+                                  "GhostFaceNet"])
+def test_missing_embedder_explains_how_to_import_it(name: str, user_dir: Path) -> None:
+    from facegate.embedders.registry import build_embedder
+
+    with pytest.raises(ModelNotInstalledError, match=rf"facegate models import FILE --as {name}"):
+        build_embedder(name)
+
+
+def test_unknown_import_name_and_file_type_are_config_errors(tmp_path: Path, user_dir: Path) -> None:
+    from facegate.model_import import import_model
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="importable names"):
+        import_model(model, "Dlib2")
+    text = tmp_path / "m.pb"
+    text.write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"\.tflite and \.onnx"):
+        import_model(text, "ArcFace")
+
+
+# -- TFLite round trip ---------------------------------------------------------------------------------
+
+
+@pytest.mark.convert
+def test_tflite_import_round_trip_and_verify(tmp_path: Path, user_dir: Path, samples_dir: Path) -> None:
+    import facegate
+    from facegate.embedders.registry import build_embedder
+    from facegate.model_import import import_model
+
+    source = _tiny_tflite(tmp_path / "arcface_tiny.tflite", 112, 512)
+    manifest = import_model(source, "arcface")  # names are case-insensitive
+
+    # manifest and copied file
+    assert manifest.path is not None and manifest.path.parent == user_dir
+    assert manifest.family == "ArcFace" and manifest.kind == "embedder" and manifest.format == "tflite"
+    assert manifest.sha256 == sha256_file(source) == sha256_file(manifest.model_path)
+    assert manifest.embedding_dim == 512
+    assert manifest.alignment is not None and manifest.alignment.size == 112
+    assert manifest.alignment.method == "plain"
+    assert manifest.thresholds["cosine"] == pytest.approx(0.68)
+    assert manifest.thresholds["euclidean_l2"] == pytest.approx(1.13)
+    on_disk = yaml.safe_load(manifest.path.read_text(encoding="utf-8"))
+    assert on_disk["name"] == manifest.name and on_disk["source"]["path"] == "arcface_tiny.tflite"
+
+    # registry entry
+    embedder = build_embedder("ArcFace")
+    assert embedder.dim == 512 and embedder.model_id == manifest.model_id
+    chips = [np.full((112, 112, 3), v, dtype=np.uint8) for v in (0, 128, 255)]
+    vectors = embedder.embed(chips)
+    assert vectors.shape == (3, 512) and np.isfinite(vectors).all()
+    assert not np.allclose(vectors[1], vectors[2])
+
+    # the public API through it
+    result = facegate.verify(str(samples_dir / "obama.jpg"), str(samples_dir / "obama2.jpg"), model_name="ArcFace",
+                             distance_metric="cosine")
+    assert result.model == "ArcFace"
+    assert result.threshold == pytest.approx(0.68)
+    assert 0.0 <= result.distance <= 2.0
+
+
+@pytest.mark.convert
+def test_existing_import_needs_force(tmp_path: Path, user_dir: Path) -> None:
+    from facegate.model_import import import_model
+
+    first = _tiny_tflite(tmp_path / "a.tflite", 160, 128, seed=1)
+    second = _tiny_tflite(tmp_path / "b.tflite", 160, 128, seed=2)
+    import_model(first, "Facenet")
+    with pytest.raises(ConfigError, match="--force"):
+        import_model(second, "Facenet")
+    replaced = import_model(second, "Facenet", ImportOptions(force=True))
+    assert replaced.sha256 == sha256_file(second)
+
+
+@pytest.mark.convert
+@pytest.mark.parametrize(
+    ("name", "size", "dim", "message"),
+    [
+        ("ArcFace", 128, 512, r"input shape expected \(1, 112, 112, 3\) NHWC .* got \(1, 128, 128, 3\)"),
+        ("ArcFace", 112, 256, r"output shape expected \(1, 512\), got \(1, 256\)"),
+        ("Facenet512", 160, 128, r"output shape expected \(1, 512\), got \(1, 128\)"),
+        ("OpenFace", 112, 128, r"expected \(1, 96, 96, 3\)"),
+    ],
+)
+def test_shape_mismatch_is_rejected_naming_expected_and_found(
+    tmp_path: Path, user_dir: Path, name: str, size: int, dim: int, message: str
+) -> None:
+    from facegate.model_import import import_model
+
+    source = _tiny_tflite(tmp_path / "bad.tflite", size, dim)
+    with pytest.raises(ModelError, match=message):
+        import_model(source, name)
+    assert not user_dir.exists() or not list(user_dir.iterdir())  # nothing installed
+
+
+@pytest.mark.convert
+def test_cli_import(tmp_path: Path, user_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from facegate.cli import EXIT_OK, main
+
+    source = _tiny_tflite(tmp_path / "ghost.tflite", 112, 512)
+    assert main(["models", "import", str(source), "--as", "GhostFaceNet", "--json"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert '"family": "GhostFaceNet"' in out and '"embedding_dim": 512' in out
+    assert main(["models", "verify", "--dir", str(user_dir)]) == EXIT_OK
+    bad = _tiny_tflite(tmp_path / "bad.tflite", 112, 100)
+    assert main(["models", "import", str(bad), "--as", "SFace"]) != EXIT_OK
+    assert "expected (1, 128)" in capsys.readouterr().err
+
+
+# -- ONNX through OpenCV's DNN module --------------------------------------------------------------
+
+
+@pytest.mark.convert
+def test_onnx_import_runs_through_opencv_dnn(tmp_path: Path, user_dir: Path, samples_dir: Path,
+                                             astronaut_bgr: ImageBGR) -> None:
+    import facegate
+    from facegate.embedders.onnx_embedder import OnnxDnnEmbedder
+    from facegate.embedders.registry import build_embedder
+    from facegate.model_import import import_model
+
+    source = _tiny_onnx(tmp_path / "sface.onnx", 112, 128)
+    manifest = import_model(source, "SFace")
+    assert manifest.format == "onnx" and manifest.input is not None
+    assert manifest.input.layout == "NCHW" and manifest.input.colour == "RGB"
+    embedder = build_embedder("SFace")
+    assert isinstance(embedder, OnnxDnnEmbedder)
+    chip = np.ascontiguousarray(astronaut_bgr[80:192, 180:292])
+    got = embedder.embed([chip, chip[:, ::-1].copy()])
+    assert got.shape == (2, 128)
+    # the same arithmetic in numpy: RGB, 4x4 block means, times the weights
+    import onnx
+    from onnx import numpy_helper
+
+    weights = numpy_helper.to_array(onnx.load(str(source)).graph.initializer[0])
+    rgb = chip[:, :, ::-1].astype(np.float64)
+    pooled = rgb.reshape(4, 28, 4, 28, 3).mean(axis=(1, 3)).transpose(2, 0, 1).reshape(-1)
+    np.testing.assert_allclose(got[0], pooled @ weights, rtol=1e-4, atol=1e-3)
+
+    result = facegate.verify(str(samples_dir / "obama.jpg"), str(samples_dir / "biden.jpg"), model_name="SFace",
+                             distance_metric="cosine")
+    assert result.threshold == pytest.approx(0.593)
+
+    wrong = _tiny_onnx(tmp_path / "wrong.onnx", 112, 64)
+    with pytest.raises(ModelError, match=r"output shape expected \(1, 128\), got \(1, 64\)"):
+        import_model(wrong, "SFace", ImportOptions(force=True))
