@@ -41,10 +41,11 @@ def _tiny_tflite(path: Path, size: int, dim: int, seed: int = 0) -> Path:
     cells = 8 * 8 * 3
     weights = tf.constant(rng.normal(size=(cells, dim)).astype(np.float32))
 
-    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32)])
-    def forward(x: object) -> object:
+    def body(x: object) -> object:
         pooled = tf.nn.avg_pool2d(x, size // 8, size // 8, "VALID")
         return tf.matmul(tf.reshape(pooled, [-1, cells]), weights)
+
+    forward = tf.function(body, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32)])
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([forward.get_concrete_function()], forward)
     path.write_bytes(converter.convert())

@@ -26,8 +26,10 @@ from facegate.types import ImageBGR
 
 logger = logging.getLogger(__name__)
 
-#: (registry name, variant) pairs benchmarked by default; ``None`` = the backend has no variants
-DEFAULT_DETECTORS: tuple[str, ...] = ("mediapipe", "mediapipe_full")
+#: registry names benchmarked by default (every installed variant of each); names whose model is not
+#: installed (the user-importable ssd, retinaface, yunet) are skipped
+DEFAULT_DETECTORS: tuple[str, ...] = ("mediapipe", "mediapipe_full", "opencv", "mtcnn", "dlib", "ssd", "retinaface",
+                                      "yunet")
 
 
 @dataclass(frozen=True, slots=True)
