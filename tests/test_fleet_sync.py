@@ -1,4 +1,4 @@
-"""Fleet gallery sync over a real Mosquitto broker: two device processes converge, including a device
+"""Fleet gallery sync over a real Mosquitto broker: two `facegate run` daemons converge, including one
 that was offline; deletions propagate as tombstones; forged, foreign and stale records are handled."""
 
 from __future__ import annotations
@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +34,6 @@ from tests.fixtures.mosquitto import MosquittoBroker, MqttCollector, retained_va
 from tests.fixtures.remote_device import (
     SECRET,
     Device,
-    DeviceProcess,
     encode_photo,
     start_device,
     write_device_config,
@@ -65,7 +67,7 @@ class Controller:
         self.collector = collector
         self.prefix = prefix
 
-    def send(self, device_id: str, kind: Any, body: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    def send(self, device_id: str, kind: Any, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         from facegate.events.topics import Topics
 
         topics = Topics(device_id, prefix=self.prefix)
@@ -185,54 +187,166 @@ def enrol(person_id: str, name: str, photo: Path) -> dict[str, Any]:
     return {"person_id": person_id, "name": name, "photos": [{"image": encode_photo(photo)}]}
 
 
-def _flipped(path: Path, out: Path) -> Path:
-    cv2.imwrite(str(out), cv2.flip(load_image(path), 1))
+def _frames(samples_dir: Path, out: Path) -> Path:
+    """A looping 4 s "door camera" sequence at 8 fps: obama2 on the left (0.5 s), nobody (1.5 s), biden
+    (mirrored) on the right (0.5 s), nobody (1.5 s). Every appearance is a new track (the gaps exceed
+    track_max_age_s) with 4 frames: enough votes for a recognition (3), too few for "unknown" (6).
+    """
+    import skimage.data
+
+    def place(image: Any, left: bool) -> Any:
+        canvas = np.full((360, 640, 3), 90, np.uint8)
+        if image is None:
+            return canvas
+        h, w = image.shape[:2]
+        scale = min(320 / w, 360 / h)
+        small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        x = (320 - small.shape[1]) // 2 + (0 if left else 320)
+        y = (360 - small.shape[0]) // 2
+        canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+        return canvas
+
+    obama = place(load_image(samples_dir / "obama2.jpg"), left=True)
+    # biden.jpg is a tall portrait: crop around the face so it is not tiny in a 640x360 frame
+    biden = place(cv2.flip(load_image(samples_dir / "biden.jpg")[50:750, 250:950], 1), left=False)
+    coffee = np.ascontiguousarray(skimage.data.coffee()[:, :, ::-1])  # type: ignore[no-untyped-call]
+    empty = cv2.resize(coffee, (640, 360), interpolation=cv2.INTER_AREA)
+    out.mkdir(parents=True)
+    for i, frame in enumerate([obama] * 4 + [empty] * 12 + [biden] * 4 + [empty] * 12):
+        cv2.imwrite(str(out / f"{i:03d}.jpg"), frame)
     return out
 
 
+class Daemon:
+    """``facegate run`` in a child process."""
+
+    def __init__(self, directory: Path, device_id: str, port: int, prefix: str, frames: Path) -> None:
+        camera = f"""\
+cameras:
+  - id: door
+    source: {{type: replay, path: {frames}, fps: 8, loop: true}}
+decision:
+  cooldown_s: 0
+  track_max_age_s: 0.5
+"""
+        self.config = write_device_config(directory, device_id=device_id, port=port, prefix=prefix, extra=camera)
+        self.directory = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.directory / "daemon.log").open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "facegate", "-v", "run", "-c", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=log, cwd=self.directory)
+        log.close()
+
+    def stop(self) -> int:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return 0
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise
+
+    def log(self) -> str:
+        return (self.directory / "daemon.log").read_text(errors="replace")[-4000:]
+
+
 @pytest.mark.slow
-def test_two_device_processes_converge_including_offline_device_and_tombstones(
+def test_two_facegate_run_processes_converge_including_offline_device_and_tombstones(
     tmp_path: Path, mosquitto_private: MosquittoBroker, topic_prefix: str,
     mqtt_collector: Callable[..., MqttCollector], samples_dir: Path, engine: FaceEngine,
 ) -> None:
     broker = mosquitto_private
-    a = DeviceProcess(write_device_config(tmp_path / "a", device_id="door1", port=broker.port, prefix=topic_prefix),
-                      tmp_path / "a.log")
-    b = DeviceProcess(write_device_config(tmp_path / "b", device_id="door2", port=broker.port, prefix=topic_prefix),
-                      tmp_path / "b.log")
-    controller = Controller(mqtt_collector(broker, [f"{topic_prefix}/+/gallery/+/result"]), topic_prefix)
-    biden_probe = _flipped(samples_dir / "biden.jpg", tmp_path / "biden_mirror.jpg")
+    frames = _frames(samples_dir, tmp_path / "frames")
+    a = Daemon(tmp_path / "a", "door1", broker.port, topic_prefix, frames)
+    b = Daemon(tmp_path / "b", "door2", broker.port, topic_prefix, frames)
+    collector = mqtt_collector(broker, [f"{topic_prefix}/+/event", f"{topic_prefix}/+/status",
+                                        f"{topic_prefix}/+/config/state", f"{topic_prefix}/+/gallery/+/result",
+                                        f"{topic_prefix}/+/config/result"])
+    controller = Controller(collector, topic_prefix)
     timings: dict[str, float] = {}
+
+    def recognized(device: str, person: str, since: float) -> Callable[[list[Any]], bool]:
+        def check(messages: list[Any]) -> bool:
+            return any(m.topic == f"{topic_prefix}/{device}/event" and m.received >= since
+                       and json.loads(m.payload)["type"] == "recognized"
+                       and json.loads(m.payload)["person_id"] == person for m in messages)
+        return check
+
+    def status(device: str, value: bytes, since: float) -> Callable[[list[Any]], bool]:
+        return lambda ms: any(m.topic == f"{topic_prefix}/{device}/status" and m.payload == value
+                              and m.received >= since for m in ms)
+
+    def ready(device: str, since: float) -> Callable[[list[Any]], bool]:
+        # config/state is published after the command subscriptions on the same connection, so once it
+        # arrives the device cannot miss a command ("online" is published before subscribing)
+        return lambda ms: any(m.topic == f"{topic_prefix}/{device}/config/state" and m.received >= since
+                              for m in ms)
+
+    def people(device: str) -> list[str]:
+        listed = controller.send(device, "gallery/list", {})
+        return [p["person_id"] for p in listed["result"]["people"]]
+
     try:
+        t0 = time.monotonic()
         a.start()
         b.start()
-        assert a.ask("connected 10") == "connected" and b.ask("connected 10") == "connected"
-        assert b.ask(f"who {samples_dir / 'obama2.jpg'}") == "unknown"
+        collector.wait_for(ready("door1", t0), 60)
+        collector.wait_for(ready("door2", t0), 60)
+        assert people("door2") == []
 
-        # enrolment on A is recognised by B (a different photo of the person)
-        result = controller.send("door1", "gallery/enroll", enrol("obama", "Barack Obama", samples_dir / "obama.jpg"))
-        assert result["ok"] is True, result
-        timings["online enrol -> recognised on B"] = b.wait_for(f"who {samples_dir / 'obama2.jpg'}", "obama", 20)
+        # enrolment on A (one photo) is recognised by B's camera (another photo of the person)
+        first = enrol("obama", "Barack Obama", samples_dir / "obama.jpg")
+        assert controller.send("door1", "gallery/enroll", first)["ok"]
+        t1 = time.monotonic()
+        collector.wait_for(recognized("door2", "obama", t1), 30)
+        timings["enrol on A -> B recognizes"] = time.monotonic() - t1
 
-        # B is offline while A enrols biden and deletes obama
-        b.stop()
-        assert controller.send("door1", "gallery/enroll", enrol("biden", "Joe Biden", samples_dir / "biden.jpg"))["ok"]
+        # B is offline while A enrols biden and deletes obama; B catches up when it comes back
+        t2 = time.monotonic()
+        assert b.stop() == 0
+        collector.wait_for(status("door2", b"stopped", t2), 10)
+        biden = enrol("biden", "Joe Biden", samples_dir / "biden.jpg")
+        assert controller.send("door1", "gallery/enroll", biden)["ok"]
         assert controller.send("door1", "gallery/remove", {"person_id": "obama"})["ok"]
-        assert a.ask(f"who {samples_dir / 'obama2.jpg'}") == "unknown"
-        started = time.monotonic()
+        t3 = time.monotonic()
         b.start()
-        timings["restart of B -> biden recognised"] = b.wait_for(f"who {biden_probe}", "biden", 30) + (
-            time.monotonic() - started)
-        b.wait_for(f"who {samples_dir / 'obama2.jpg'}", "unknown", 10)  # the tombstone reached B too
-        assert json.loads(b.ask("people")) == ["biden"]
+        collector.wait_for(ready("door2", t3), 60)
+        collector.wait_for(recognized("door2", "biden", t3), 30)
+        timings["B restarted (incl. model load) -> B recognizes biden"] = time.monotonic() - t3
+        assert people("door2") == ["biden"]
+        time.sleep(4.5)  # more than one full loop of B's camera, which shows obama too
+        assert not recognized("door2", "obama", t3)(collector.messages()), "the tombstone did not reach B"
 
-        # a deletion while both are online; and an enrolment on B reaches A
+        # an enrolment on B reaches A; a deletion on A reaches B while both are online
         again = enrol("obama", "Barack Obama", samples_dir / "obama3.jpg")
         assert controller.send("door2", "gallery/enroll", again)["ok"]
-        timings["enrol on B -> recognised on A"] = a.wait_for(f"who {samples_dir / 'obama2.jpg'}", "obama", 20)
+        t4 = time.monotonic()
+        collector.wait_for(recognized("door1", "obama", t4), 30)
+        timings["enrol on B -> A recognizes"] = time.monotonic() - t4
         assert controller.send("door1", "gallery/remove", {"person_id": "biden"})["ok"]
-        timings["delete on A -> gone on B"] = b.wait_for("people", json.dumps(["obama"]), 20)
+        t5 = time.monotonic()
+        wait_until(lambda: people("door2") == ["obama"], 20, "biden's tombstone on B")
+        timings["delete on A -> gone on B"] = time.monotonic() - t5
+
+        # a live config change goes through the frame loop: a strict threshold stops the recognitions
+        strict = controller.send("door1", "config/set", {"patch": {"recognition": {"threshold": 0.2}}})
+        assert strict["ok"] and strict["result"]["changed"] == ["recognition.threshold"], strict
+        time.sleep(1.0)  # the patch is applied between two frames
+        t6 = time.monotonic()
+        time.sleep(4.5)
+        assert not recognized("door1", "obama", t6)(collector.messages()), "threshold 0.2 not applied live"
+        reset = controller.send("door1", "config/set", {"patch": {"recognition": {"threshold": None}}})
+        assert reset["ok"], reset
+        collector.wait_for(recognized("door1", "obama", time.monotonic()), 15)
         print("fleet propagation:", {k: round(v, 2) for k, v in timings.items()})  # noqa: T201
+    except BaseException:
+        print("A:", a.log(), "\nB:", b.log())  # noqa: T201
+        raise
     finally:
-        a.stop()
-        b.stop()
+        codes = (a.stop(), b.stop())
+    assert codes == (0, 0)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from facegate.cli import main as cli_main
 from facegate.config import RuntimeConfig
 from facegate.config.runtime import PatchResult
 from facegate.engine import FaceEngine, get_engine
@@ -31,7 +32,13 @@ from facegate.remote.signing import CommandVerifier, SigningKey, sign_command
 from facegate.types import ImageBGR
 from tests.conftest import REPO_ROOT
 from tests.fixtures.mosquitto import MosquittoBroker, MqttCollector, retained_value
-from tests.fixtures.remote_device import SECRET, encode_photo, start_device, write_device_config
+from tests.fixtures.remote_device import (
+    SECRET,
+    encode_photo,
+    root_logging_restored,
+    start_device,
+    write_device_config,
+)
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -438,6 +445,7 @@ def test_over_mqtt_patch_acked_state_redacted_no_secrets_logged(
     topic_prefix: str,
     mqtt_collector: Callable[..., MqttCollector],
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     engine: FaceEngine,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -492,6 +500,28 @@ def test_over_mqtt_patch_acked_state_redacted_no_secrets_logged(
         for secret in (MQTT_PASSWORD, CAMERA_PASSWORD, SECRET):
             assert secret.encode() not in everything
             assert secret not in caplog.text
+
+        # the operator's CLI: sign, publish, wait for the result
+        secret_file = tmp_path / "operator-secret"
+        secret_file.write_text(SECRET + "\n")
+        secret_file.chmod(0o600)
+        capsys.readouterr()
+        with root_logging_restored():
+            code = cli_main(["sign", "--secret-file", str(secret_file), "--topic", f"{base}/config/get",
+                             "--publish", "--host", mosquitto.host, "--port", str(mosquitto.port), "--wait", "10",
+                             '{"request_id": "cli-1"}'])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        answer = json.loads(out.split("\n", 1)[1])
+        assert answer["ok"] is True and answer["request_id"] == "cli-1"
+        assert answer["result"]["config"]["recognition"]["threshold"] == 0.45
+        with root_logging_restored():
+            code = cli_main(["sign", "--secret-file", str(secret_file), "--topic", f"{base}/gallery/remove",
+                             "--publish", "--host", mosquitto.host, "--port", str(mosquitto.port), "--wait", "10",
+                             '{"request_id": "cli-2", "person_id": "nobody"}'])
+        out += capsys.readouterr().out
+        assert code == 1 and '"not_found"' in out
+        assert MQTT_PASSWORD not in out and CAMERA_PASSWORD not in out
     finally:
         device.stop()
     # the overlay survives a restart: replayed at start-up

@@ -29,6 +29,7 @@ from facegate.remote.signing import (
     verify_event,
 )
 from tests.fixtures.publisher_child import make_event
+from tests.fixtures.remote_device import root_logging_restored
 
 SECRET = "0123456789abcdef0123456789abcdef"
 TOPIC = "facegate/door1/config/set"
@@ -316,6 +317,11 @@ def test_signed_events_verify_and_stay_schema_valid() -> None:
 
 
 def test_sign_cli_output_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with root_logging_restored():
+        _sign_cli(tmp_path, capsys)
+
+
+def _sign_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     secret = tmp_path / "secret"
     assert cli_main(["sign", "--new-secret", str(secret)]) == 0
     assert secret.stat().st_mode & 0o777 == 0o600

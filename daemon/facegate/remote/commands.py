@@ -39,7 +39,7 @@ from facegate.config.runtime import PatchResult
 from facegate.config.secrets import redact
 from facegate.config.validation import ConfigValidationError
 from facegate.engine import FaceResult
-from facegate.errors import ConfigError, FacegateError, GalleryError, ImageError
+from facegate.errors import ConfigError, FacegateError, GalleryError, ImageError, NoFaceError
 from facegate.events.payloads import iso_utc
 from facegate.events.topics import Topics
 from facegate.gallery.records import EnrollItem, EnrollReport
@@ -464,7 +464,12 @@ class CommandHandler:
             image = decode_bytes(data, name=f"photo {index}")
         except ImageError as err:
             return report("bad_image", str(err)[:200])
-        faces = engine.represent(image, enforce_detection=False)
+        try:
+            faces = engine.represent(image, enforce_detection=False)
+        except ImageError as err:
+            return report("bad_image", str(err)[:200])
+        except NoFaceError:
+            faces = []
         if not faces:
             return report("no_face", "no face found", faces=0)
         if len(faces) > 1:
@@ -521,7 +526,12 @@ class CommandHandler:
         for i, photo in enumerate(command.photos):
             if engine is None:  # pragma: no cover - loaded above whenever there are photos
                 raise CommandRejected("unavailable", "no face model")
-            rep, item = self._photo(engine, i, photo, gallery.store_face_images)
+            try:
+                rep, item = self._photo(engine, i, photo, gallery.store_face_images)
+            except CommandRejected:
+                raise
+            except FacegateError as err:  # e.g. the daemon's frame loop did not run the embedding
+                raise CommandRejected("unavailable", f"photos cannot be processed now: {err}") from None
             photo_reports[i] = rep
             if item is not None:
                 items.append(item)

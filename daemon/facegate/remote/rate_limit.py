@@ -37,12 +37,12 @@ class TokenBucket:
     @classmethod
     def per_minute(cls, count: int, *, burst: float | None = None, clock: Callable[[], float] = time.monotonic
                    ) -> TokenBucket:
-        """``count`` per minute on average, bursts of ``burst`` (default: a tenth of a minute's
-        allowance, at least 3 and at most ``count``)."""
+        """``count`` per minute on average, bursts of ``burst`` (default: a sixth of a minute's
+        allowance, at least 10 and at most ``count``)."""
         if count < 1:
             raise ConfigError(f"rate limit must be >= 1 per minute, got {count}")
         if burst is None:
-            burst = float(min(count, max(3, count // 10)))
+            burst = float(min(count, max(10, count // 6)))
         return cls(count / 60.0, burst, clock=clock)
 
     def _refill(self) -> None:

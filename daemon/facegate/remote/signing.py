@@ -281,6 +281,8 @@ def verify_event(
     The daemon delivers events at least once: after a broker outage a spooled event arrives late and
     is refused here as stale, which is what a door must do with an old "recognized".
     """
+    if replay_guard is not None and replay_guard.window_s < max_age_s:
+        raise ConfigError("the replay guard must remember event ids at least as long as max_age_s")
     if isinstance(event, (bytes, str)):
         try:
             payload: dict[str, Any] = parse_json_object(event.encode("utf-8") if isinstance(event, str) else event)
