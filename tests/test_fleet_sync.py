@@ -21,14 +21,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from facegate.engine import FaceEngine, get_engine
-from facegate.errors import ModelNotInstalledError
+from facegate.errors import CommandError, ModelNotInstalledError
 from facegate.events.mqtt import InboundMessage
 from facegate.gallery.records import EmbeddingRecord, PersonRecord
 from facegate.images import load_image
 from facegate.remote.commands import command_topic
 from facegate.remote.fleet import FleetSync
 from facegate.remote.schemas import FleetMessage
-from facegate.remote.signing import SigningKey, sign, sign_command
+from facegate.remote.signing import SigningKey, sign, sign_command, verify_event
 from tests.conftest import REPO_ROOT
 from tests.fixtures.mosquitto import MosquittoBroker, MqttCollector, retained_value
 from tests.fixtures.remote_device import (
@@ -220,7 +220,8 @@ def _frames(samples_dir: Path, out: Path) -> Path:
 class Daemon:
     """``facegate run`` in a child process."""
 
-    def __init__(self, directory: Path, device_id: str, port: int, prefix: str, frames: Path) -> None:
+    def __init__(self, directory: Path, device_id: str, port: int, prefix: str, frames: Path,
+                 event_key: str | None = None) -> None:
         camera = f"""\
 cameras:
   - id: door
@@ -229,7 +230,14 @@ decision:
   cooldown_s: 0
   track_max_age_s: 0.5
 """
-        self.config = write_device_config(directory, device_id=device_id, port=port, prefix=prefix, extra=camera)
+        security = ""
+        if event_key is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "event_key").write_text(event_key)
+            (directory / "event_key").chmod(0o600)
+            security = "  sign_events: true\n  event_key_credential: null\n  event_key_file: ./event_key\n"
+        self.config = write_device_config(directory, device_id=device_id, port=port, prefix=prefix, extra=camera,
+                                          security_extra=security)
         self.directory = directory
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -262,7 +270,8 @@ def test_two_facegate_run_processes_converge_including_offline_device_and_tombst
 ) -> None:
     broker = mosquitto_private
     frames = _frames(samples_dir, tmp_path / "frames")
-    a = Daemon(tmp_path / "a", "door1", broker.port, topic_prefix, frames)
+    event_key = "door1-event-key-0123456789abcdef"
+    a = Daemon(tmp_path / "a", "door1", broker.port, topic_prefix, frames, event_key=event_key)
     b = Daemon(tmp_path / "b", "door2", broker.port, topic_prefix, frames)
     collector = mqtt_collector(broker, [f"{topic_prefix}/+/event", f"{topic_prefix}/+/status",
                                         f"{topic_prefix}/+/config/state", f"{topic_prefix}/+/gallery/+/result",
@@ -328,6 +337,14 @@ def test_two_facegate_run_processes_converge_including_offline_device_and_tombst
         t4 = time.monotonic()
         collector.wait_for(recognized("door1", "obama", t4), 30)
         timings["enrol on B -> A recognizes"] = time.monotonic() - t4
+        # door1 signs its events; a lock controller verifies origin and freshness
+        event = next(m for m in collector.messages() if m.topic == f"{topic_prefix}/door1/event")
+        verified = verify_event(event.payload, event_key, topic=event.topic, max_age_s=120)
+        assert verified["device_id"] == "door1" and len(verified["sig"]) == 64
+        with pytest.raises(CommandError):
+            verify_event(event.payload, "another-device-key-0123456789", topic=event.topic, max_age_s=120)
+        assert all(json.loads(m.payload)["sig"] is None for m in collector.messages()
+                   if m.topic == f"{topic_prefix}/door2/event")
         assert controller.send("door1", "gallery/remove", {"person_id": "biden"})["ok"]
         t5 = time.monotonic()
         wait_until(lambda: people("door2") == ["obama"], 20, "biden's tombstone on B")

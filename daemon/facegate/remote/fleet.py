@@ -121,7 +121,7 @@ class FleetSync:
         self.include_images = include_images
         self.on_applied = on_applied
         self._lock = threading.Lock()
-        self._remote: dict[str, OrderKey | None] = {}  # what the broker was seen to retain
+        self._remote: dict[str, OrderKey] = {}  # what the broker was seen to retain
         self._published: dict[str, OrderKey] = {}  # what this process handed to the broker
         self._transport: FleetTransport | None = None
         self._reconcile_at: float | None = None
@@ -262,8 +262,12 @@ class FleetSync:
         except GalleryError:
             return self._ignore(None, "topic does not end in a valid person id")
         if not message.payload:
+            # Forget what the broker held and what this device published: the reconcile pass then
+            # republishes the local record, if there is one. (Nothing is stored for unknown ids, so
+            # unauthenticated empty messages cannot grow memory.)
             with self._lock:
-                self._remote[person_id] = None
+                self._remote.pop(person_id, None)
+                self._published.pop(person_id, None)
                 self._reconcile_at = time.monotonic()
             self._wake.set()
             return FleetOutcome("cleared", person_id, "retained record cleared")
