@@ -228,3 +228,96 @@ def test_onnx_import_runs_through_opencv_dnn(tmp_path: Path, user_dir: Path, sam
     wrong = _tiny_onnx(tmp_path / "wrong.onnx", 112, 64)
     with pytest.raises(ModelError, match=r"output shape expected \(1, 128\), got \(1, 64\)"):
         import_model(wrong, "SFace", ImportOptions(force=True))
+
+
+# -- detectors ------------------------------------------------------------------------------------------
+
+
+def _constant_onnx(path: Path, size: tuple[int, int], outputs: dict[str, np.ndarray]) -> Path:
+    """An ONNX model whose outputs are fixed arrays (plus 0 x the input's mean, so the input is used):
+    what a detector would output for one particular frame, to test the decoding and plumbing."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    width, height = size
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], keepdims=1),
+             helper.make_node("Mul", ["m", "zero"], ["z"])]
+    inits = [numpy_helper.from_array(np.zeros((1, 1, 1, 1), np.float32), "zero")]
+    value_infos = []
+    for name, value in outputs.items():
+        inits.append(numpy_helper.from_array(value.astype(np.float32), f"{name}_const"))
+        z = "z" if value.ndim == 4 else f"z_{name}"
+        if value.ndim != 4:
+            inits.append(numpy_helper.from_array(np.asarray([1, 1, 1], np.int64), f"shape_{name}"))
+            nodes.append(helper.make_node("Reshape", ["z", f"shape_{name}"], [z]))
+        nodes.append(helper.make_node("Add", [f"{name}_const", z], [name]))
+        value_infos.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape)))
+    graph = helper.make_graph(nodes, "constant_detector",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, height, width])],
+                              value_infos, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+#: the astronaut's face (BlazeFace's reference box) in skimage.data.astronaut() (512 x 512)
+FACE = (178.0, 81.0, 272.0, 175.0)
+
+
+@pytest.mark.convert
+def test_ssd_import_and_detection(tmp_path: Path, user_dir: Path, astronaut_bgr: ImageBGR) -> None:
+    from facegate.detectors.registry import build_detector
+    from facegate.model_import import import_model
+    from facegate.types import Box
+
+    x1, y1, x2, y2 = (v / 512 for v in FACE)
+    rows = np.array([[[[0, 1, 0.98, x1, y1, x2, y2], [0, 1, 0.2, 0.0, 0.0, 0.5, 0.5]]]], np.float32)
+    manifest = import_model(_constant_onnx(tmp_path / "ssd.onnx", (300, 300), {"detections": rows}), "ssd")
+    assert manifest.kind == "detector" and manifest.family == "ssd"
+    detector = build_detector("ssd")
+    (face,) = detector.detect(astronaut_bgr)  # the 0.2 row is below the 0.5 threshold
+    assert face.box.iou(Box(*FACE)) > 0.99 and face.score == pytest.approx(0.98)
+    assert face.left_eye[0] > face.right_eye[0]  # Haar eyes, subject's perspective
+
+    bad = _constant_onnx(tmp_path / "bad.onnx", (300, 300), {"detections": rows[..., :6]})
+    with pytest.raises(ModelError, match=r"output shape expected \(1, 1, N, 7\), got \(1, 1, 2, 6\)"):
+        import_model(bad, "ssd", ImportOptions(force=True))
+
+
+@pytest.mark.convert
+def test_retinaface_import_decodes_priors(tmp_path: Path, user_dir: Path, astronaut_bgr: ImageBGR) -> None:
+    from facegate.detectors.onnx_dnn import retinaface_priors
+    from facegate.detectors.registry import build_detector
+    from facegate.model_import import import_model
+    from facegate.types import Box
+
+    priors = retinaface_priors(640, 640)
+    n = priors.shape[0]
+    assert n == (80 * 80 + 40 * 40 + 20 * 20) * 2
+    # the astronaut (512x512) letterboxed into 640x640 is scaled by 1.25: pick the stride-16,
+    # size-128 prior nearest the face centre and make it fire
+    cx, cy = (FACE[0] + FACE[2]) / 2 * 1.25 / 640, (FACE[1] + FACE[3]) / 2 * 1.25 / 640
+    candidates = np.flatnonzero(np.isclose(priors[:, 2], 128 / 640))
+    best = candidates[np.argmin(np.hypot(priors[candidates, 0] - cx, priors[candidates, 1] - cy))]
+    conf = np.tile(np.array([4.0, -4.0], np.float32), (1, n, 1))
+    conf[0, best] = (-4.0, 4.0)
+    marks = np.zeros((1, n, 10), np.float32)
+    marks[0, best, 0], marks[0, best, 2] = -2.0, 2.0  # right eye left of the prior centre, left eye right
+    source = _constant_onnx(tmp_path / "retina.onnx", (640, 640),
+                            {"loc": np.zeros((1, n, 4), np.float32), "conf": conf, "landmarks": marks})
+    import_model(source, "retinaface")
+    (face,) = build_detector("retinaface").detect(astronaut_bgr)
+    assert face.box.iou(Box(*FACE)) > 0.6
+    assert face.score == pytest.approx(1 / (1 + np.exp(-8.0)), rel=1e-4)
+    assert face.left_eye[0] > face.right_eye[0]
+
+
+@pytest.mark.convert
+def test_yunet_import_rejects_other_models(tmp_path: Path, user_dir: Path) -> None:
+    from facegate.model_import import import_model
+
+    not_yunet = _constant_onnx(tmp_path / "x.onnx", (320, 320), {"y": np.zeros((1, 1, 1, 1), np.float32)})
+    with pytest.raises(ModelError, match="not a YuNet model"):
+        import_model(not_yunet, "yunet")

@@ -6,7 +6,9 @@ The cascade follows facenet-pytorch's ``detect_face`` (whose weights the models 
    is the image area-resized to ``int(side * scale + 1)``; P-Net (fully convolutional, resized per
    level) gives a face probability and box offsets per 12x12 window at stride 2; windows above the
    first threshold become boxes, NMS (IoU 0.5) per level, then NMS (0.7) over all levels;
-2. boxes are regressed, squared, cropped (clipped to the image) and resized to 24x24 for R-Net;
+2. boxes are regressed, squared, cropped (clipped to the image) and resized to 24x24 for R-Net
+   (every resize is PyTorch's "area" interpolation, i.e. adaptive average pooling, computed from one
+   integral image of the frame);
    survivors of the second threshold are NMS-ed, regressed and squared;
 3. the same at 48x48 for O-Net, which adds five landmarks; final NMS uses the "Min" overlap.
 
@@ -20,7 +22,6 @@ import logging
 from collections import OrderedDict
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -145,22 +146,50 @@ def regress(boxes: F64, offsets: F64) -> F64:
     return out
 
 
-def crops(rgb: NDArray[np.float32], boxes: F64, size: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """``(N, size, size, 3)`` crops of ``boxes`` clipped to the image (facenet-pytorch's ``pad``: the
-    truncated box, clipped to 1..w / 1..h, then rows ``y-1:ey`` and columns ``x-1:ex``), area-resized;
-    and which boxes had a non-empty crop."""
+def integral_image(rgb: NDArray[np.float32]) -> F64:
+    """``(H + 1, W + 1, 3)`` float64 running sums: ``S[i, j] = rgb[:i, :j].sum(axis=(0, 1))``."""
     h, w = rgb.shape[:2]
+    out = np.zeros((h + 1, w + 1, rgb.shape[2]), dtype=np.float64)
+    np.cumsum(np.cumsum(rgb, axis=0, dtype=np.float64), axis=1, out=out[1:, 1:])
+    return out
+
+
+def _bins(start: NDArray[np.int64], length: NDArray[np.int64], out: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Adaptive-pooling bin edges ``(N, out)``: ``floor(i * L / out)`` to ``ceil((i + 1) * L / out)``."""
+    i = np.arange(out, dtype=np.int64)[None, :]
+    lo = (i * length[:, None]) // out
+    hi = -((-(i + 1) * length[:, None]) // out)
+    return start[:, None] + lo, start[:, None] + hi
+
+
+def area_resize(integral: F64, top: NDArray[np.int64], left: NDArray[np.int64], height: NDArray[np.int64],
+                width: NDArray[np.int64], out_h: int, out_w: int) -> NDArray[np.float32]:
+    """PyTorch's ``interpolate(mode="area")`` (adaptive average pooling) of ``N`` windows of the image
+    whose :func:`integral_image` is given -> ``(N, out_h, out_w, 3)`` float32. facenet-pytorch resizes
+    every pyramid level and crop this way; OpenCV's INTER_AREA weighs partial pixels instead."""
+    y0, y1 = _bins(top, height, out_h)
+    x0, x1 = _bins(left, width, out_w)
+    a, b = y0[:, :, None], y1[:, :, None]
+    c, d = x0[:, None, :], x1[:, None, :]
+    total = integral[b, d] - integral[a, d] - integral[b, c] + integral[a, c]
+    count = ((b - a) * (d - c))[..., None].astype(np.float64)
+    out: NDArray[np.float32] = (total / count).astype(np.float32)
+    return out
+
+
+def crops(integral: F64, boxes: F64) -> tuple[F64, NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64],
+                                              NDArray[np.int64], NDArray[np.int64]]:
+    """facenet-pytorch's ``pad``: boxes truncated, clipped to ``1..w`` / ``1..h``; the crop is rows
+    ``y-1:ey`` and columns ``x-1:ex``. Returns the valid boxes, the mask, and crop top, left,
+    height, width."""
+    h, w = integral.shape[0] - 1, integral.shape[1] - 1
     b = np.trunc(boxes[:, :4]).astype(np.int64)
     x = np.maximum(b[:, 0], 1)
     y = np.maximum(b[:, 1], 1)
     ex = np.minimum(b[:, 2], w)
     ey = np.minimum(b[:, 3], h)
     valid = (ey > y - 1) & (ex > x - 1)
-    out = np.zeros((int(valid.sum()), size, size, 3), dtype=np.float32)
-    for j, i in enumerate(np.flatnonzero(valid)):
-        patch = rgb[y[i] - 1 : ey[i], x[i] - 1 : ex[i]]
-        out[j] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
-    return out, valid
+    return boxes[valid], valid, (y - 1)[valid], (x - 1)[valid], (ey - y + 1)[valid], (ex - x + 1)[valid]
 
 
 class MtcnnDetector(FaceDetector):
@@ -215,15 +244,18 @@ class MtcnnDetector(FaceDetector):
             self._levels.move_to_end(key)
         return model
 
-    def proposals(self, rgb: NDArray[np.float32]) -> F64:
-        """Stage 1: ``(N, 9)`` float64 rows ``x1, y1, x2, y2, score, dx1, dy1, dx2, dy2``."""
-        h, w = rgb.shape[:2]
+    def proposals(self, integral: F64) -> F64:
+        """Stage 1 on the image's :func:`integral_image`: ``(N, 9)`` float64 rows
+        ``x1, y1, x2, y2, score, dx1, dy1, dx2, dy2``."""
+        h, w = integral.shape[0] - 1, integral.shape[1] - 1
+        zero = np.zeros(1, dtype=np.int64)
+        full_h, full_w = np.asarray([h], dtype=np.int64), np.asarray([w], dtype=np.int64)
         out = self._out["pnet"]
         per_scale: list[F64] = []
         for scale in self.scales(h, w):
             sh, sw = int(h * scale + 1), int(w * scale + 1)
-            level = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
-            result = self._pnet_for(sh, sw).run([level[None]])
+            level = area_resize(integral, zero, zero, full_h, full_w, sh, sw)
+            result = self._pnet_for(sh, sw).run([level])
             prob = result[out["scores"]][0, :, :, 0]
             reg = result[out["regressors"]][0]
             ys, xs = np.nonzero(prob >= self.thresholds[0])
@@ -256,15 +288,15 @@ class MtcnnDetector(FaceDetector):
     def detect(self, image: ImageBGR) -> list[FaceDetection]:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ImageError(f"{self.name}: want a BGR uint8 HxWx3 image, got {image.dtype} {image.shape}")
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
-        boxes = self.proposals(rgb)[:, :5]
+        integral = integral_image(np.ascontiguousarray(image[:, :, ::-1]).astype(np.float32))
+        boxes = self.proposals(integral)[:, :5]
         if boxes.shape[0] == 0:
             return []
         # stage 2: R-Net
-        batch, valid = crops(rgb, boxes, 24)
-        boxes = boxes[valid]
+        boxes, _, top, left, height, width = crops(integral, boxes)
         if boxes.shape[0] == 0:
             return []
+        batch = area_resize(integral, top, left, height, width, 24, 24)
         out = self._run("rnet", self.rnet, batch)
         score = out["scores"][:, 0].astype(np.float64)
         passed = score > self.thresholds[1]
@@ -275,10 +307,10 @@ class MtcnnDetector(FaceDetector):
         if boxes.shape[0] == 0:
             return []
         # stage 3: O-Net
-        batch, valid = crops(rgb, boxes, 48)
-        boxes = boxes[valid]
+        boxes, _, top, left, height, width = crops(integral, boxes)
         if boxes.shape[0] == 0:
             return []
+        batch = area_resize(integral, top, left, height, width, 48, 48)
         out = self._run("onet", self.onet, batch)
         score = out["scores"][:, 0].astype(np.float64)
         passed = score > self.thresholds[2]
