@@ -249,8 +249,9 @@ class Service:
         )
 
     def _build_remote(self) -> None:
-        """Remote configuration, enrolment and fleet sync (only with a broker and commands enabled)."""
-        if self.publisher is None or not self.config.security.commands_enabled:
+        """Remote configuration, enrolment, fleet sync and event signing (with a broker; the remote module
+        itself honours ``security.commands_enabled``)."""
+        if self.publisher is None:
             return
         try:
             from facegate.remote.service_bridge import attach_remote
@@ -265,8 +266,13 @@ class Service:
         for cam in cams:
             self.handoff.register(cam.id, capacity=cam.queue_size)
             sources.append(build_source(cam.id, cam.source.model_dump()))
-        first = cams[0].reconnect if cams else None
-        backoff = BackoffPolicy(initial=first.initial_s, maximum=first.max_s) if first else None
+        if not sources:
+            # every camera disabled (possibly remotely): idle, still answering commands, until one is enabled
+            logger.warning("no camera is enabled; waiting for configuration")
+            self.runner = None
+            return
+        first = cams[0].reconnect
+        backoff = BackoffPolicy(initial=first.initial_s, maximum=first.max_s)
         self.runner = CaptureRunner(sources, self.handoff, backoff=backoff)
 
     # ------------------------------------------------------------------ running
@@ -293,18 +299,19 @@ class Service:
     def run(self) -> int:
         """Run until stopped, or until every (finite) source has ended. Returns an exit code."""
         self._build_capture()
-        assert self.runner is not None and self.handoff is not None
         if self.publisher is not None:
             self.publisher.start()
             if self.discovery is not None:
                 self.discovery.attach()
             self._publish_presence_all()
-        self.runner.start()
+        cameras = 0
+        if self.runner is not None:
+            self.runner.start()
+            cameras = len(self.runner.cameras)
         self.ready_at = time.monotonic()
-        sdnotify.ready(f"running {len(self.runner.cameras)} camera(s)")
+        sdnotify.ready(f"running {cameras} camera(s)")
         logger.info("facegate running: %d camera(s), model %s, detector %s, gallery %d people",
-                    len(self.runner.cameras), self.engine.model_id, self.engine.detector_backend,
-                    len(self.gallery.people()))
+                    cameras, self.engine.model_id, self.engine.detector_backend, len(self.gallery.people()))
         watchdog = sdnotify.Watchdog()
         code = EXIT_OK
         try:
@@ -315,17 +322,20 @@ class Service:
         return code
 
     def _loop(self, watchdog: sdnotify.Watchdog) -> int:
-        assert self.runner is not None and self.handoff is not None
         while not self.stop_event.is_set():
             watchdog.ping()
             self._drain_pending()
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 self.reload()
-            frame = self.handoff.get(0.5)
+            if self.runner is None or self.handoff is None:
+                self.stop_event.wait(0.5)  # no camera: only commands and stats
+                frame = None
+            else:
+                frame = self.handoff.get(0.5)
             now = time.monotonic()
             if frame is None:
-                if self.handoff.exhausted:
+                if self.runner is not None and self.handoff is not None and self.handoff.exhausted:
                     if self._all_failed():
                         logger.error("every camera failed permanently; exiting so systemd can restart us")
                         return EXIT_FATAL
@@ -346,7 +356,8 @@ class Service:
         return EXIT_OK
 
     def _all_failed(self) -> bool:
-        assert self.runner is not None
+        if self.runner is None:
+            return False
         health = self.runner.health()
         return bool(health) and all(h.state == "failed" for h in health.values())
 
@@ -478,10 +489,12 @@ class Service:
             self._build_recognition()
         self._build_matcher()
         self._build_pipeline()
-        if "camera" in rebuild and self.runner is not None:
-            self.runner.stop()
+        if any(c == "camera" or c.startswith("camera:") for c in rebuild):
+            if self.runner is not None:
+                self.runner.stop()
             self._build_capture()
-            self.runner.start()
+            if self.runner is not None:
+                self.runner.start()
             if self.discovery is not None:
                 self.discovery.set_cameras([c.id for c in new.cameras if c.enabled])
         logger.info("configuration applied%s", f" (rebuilt: {', '.join(sorted(rebuild))})" if rebuild else "")
@@ -493,15 +506,21 @@ class Service:
             return
         sdnotify.reloading()
         try:
-            from facegate.config.runtime import RuntimeConfig
+            if self.remote is not None:
+                # the remote module owns the runtime overlay: reload through it so later patches apply
+                # on top of the new YAML, and config/state is republished
+                result = self.remote.reload()
+                rebuild = self.remote.service_rebuild(result)
+            else:
+                from facegate.config.runtime import RuntimeConfig
 
-            runtime = RuntimeConfig.open(self.config_path)
-            result = runtime.reload()
+                result = RuntimeConfig.open(self.config_path).reload()
+                rebuild = result.rebuild
         except FacegateError as err:
             logger.error("reload failed, keeping the running configuration: %s", err)
             sdnotify.ready("reload failed")
             return
-        self.apply_config(result.config, result.rebuild)
+        self.apply_config(result.config, frozenset(rebuild))
         sdnotify.ready("reloaded")
 
     # ------------------------------------------------------------------ shutdown

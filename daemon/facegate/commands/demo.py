@@ -46,6 +46,7 @@ def demo_config(state_dir: Path, frames_dir: Path, broker: str, device_id: str) 
                                               "fps": "as_fast_as_possible"}}],
         "mqtt": mqtt,
         "stats": {"interval_s": 60},
+        "security": {"commands_enabled": False},
     })
 
 

@@ -158,6 +158,14 @@ class _StateMessage:
     retain: bool
 
 
+class _PahoNoConnectionFilter(logging.Filter):
+    """paho 2.x logs an ERROR on every loop iteration while a reconnect is pending ("Client is not
+    connected"); the publisher reports unreachable brokers itself, once, so those records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
 class MqttPublisher:
     """Publishes facegate's events and state to an MQTT broker; see the module docstring for guarantees.
 
@@ -249,7 +257,10 @@ class MqttPublisher:
             protocol=protocol,
             clean_session=True if protocol == paho.MQTTv311 else None,
         )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        paho_logger = logging.getLogger(f"{__name__}.paho")
+        if not any(isinstance(f, _PahoNoConnectionFilter) for f in paho_logger.filters):
+            paho_logger.addFilter(_PahoNoConnectionFilter())
+        client.enable_logger(paho_logger)
         # Unlimited inside paho: the sender bounds what it hands over itself.
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
@@ -314,9 +325,11 @@ class MqttPublisher:
                     logger.warning("MQTT 'stopped' status not confirmed: %s", err)
             else:
                 logger.warning("MQTT 'stopped' status not sent: %s", paho.error_string(info.rc))
-        rc = client.disconnect()
-        if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            logger.warning("MQTT disconnect: %s", paho.error_string(rc))
+        if self.is_connected:
+            # only when connected: paho logs an error for a disconnect without a connection
+            rc = client.disconnect()
+            if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                logger.warning("MQTT disconnect: %s", paho.error_string(rc))
         client.loop_stop()
         with self._lock:
             self._connected = False
@@ -496,18 +509,25 @@ class MqttPublisher:
             subscriptions = [(f, q) for f, (q, _) in self._subscriptions.items()]
             first = self._connects == 1
         logger.info("MQTT %s to %s:%d", "connected" if first else "reconnected", self.settings.host, self.settings.port)
+        # Subscribe before announcing "online": a controller that sends a command as soon as it sees
+        # "online" must find the subscription in place (the broker handles SUBSCRIBE before PUBLISH).
+        if subscriptions:
+            self._subscribe_now(client, subscriptions)
         # Published here, before paho re-sends older unacknowledged messages, so "online" comes first.
         info = client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             logger.warning("MQTT 'online' status not sent: %s", paho.error_string(info.rc))
-        if subscriptions:
-            self._subscribe_now(client, subscriptions)
         self._wake.set()
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         with self._lock:
+            first_failure = self._last_failure is None
             self._last_failure = "connection failed (broker unreachable or TLS handshake failed)"
-        logger.debug("MQTT connection attempt to %s:%d failed", self.settings.host, self.settings.port)
+        if first_failure:
+            logger.warning("MQTT broker %s:%d unreachable; events are spooled, retrying with backoff",
+                           self.settings.host, self.settings.port)
+        else:
+            logger.debug("MQTT connection attempt to %s:%d failed", self.settings.host, self.settings.port)
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any

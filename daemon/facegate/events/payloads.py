@@ -117,6 +117,12 @@ class EventPayload(_Payload):
     box: BoxPayload
     model_id: str = Field(max_length=64, description="embedding model id the gallery match used")
     attributes: AttributesPayload | None = Field(default=None, description="optional analysis results")
+    sig: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="HMAC-SHA256 (hex) with the device's event key over this payload without 'sig', bound to "
+        "the topic (facegate.remote.signing.verify_event); null when event signing is off",
+    )
 
     @model_validator(mode="after")
     def _identity_matches_type(self) -> EventPayload:

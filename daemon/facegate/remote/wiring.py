@@ -182,7 +182,7 @@ def build_remote(
     key = command_key(config, environ)
     topics = publisher.topics
     fleet: FleetSync | None = None
-    if key is None and not security.allow_unsigned:
+    if key is None and not security.allow_unsigned and security.commands_enabled:
         logger.warning(
             "no command secret (LoadCredential=%s:... or security.command_secret_file): remote commands are "
             "refused and fleet sync is off",
