@@ -226,3 +226,16 @@ def test_find_on_a_folder_of_people_keeps_in_sync(tmp_path: Path, samples_dir: P
     again = facegate.find(samples_dir / "obama2.jpg", db_path=folder)
     assert again[0].identity is None
     assert [c.identity for c in again[0].candidates] == ["Joe Biden"]
+
+
+def test_analyze_and_build_model_are_part_of_the_facade(obama: Path) -> None:
+    results = facegate.analyze(obama)
+    assert len(results) == 1
+    d = results[0].to_dict()  # type: ignore[union-attr]
+    for key in ("region", "face_confidence", "age", "dominant_gender", "gender", "dominant_emotion", "emotion"):
+        assert key in d
+    assert d["dominant_gender"] == "Man" and d["region"]["left_eye"][0] > d["region"]["right_eye"][0]
+    embedder = facegate.build_model("Dlib")
+    assert embedder.dim == 128 and embedder.model_id == "dlib_resnet_v1"
+    with pytest.raises(ConfigError, match="task"):
+        facegate.build_model("Dlib", task="painting")

@@ -1,4 +1,5 @@
-"""The public, DeepFace-style API: ``extract_faces``, ``represent``, ``verify``, ``find``, ``analyze``.
+"""The public, DeepFace-style API: ``extract_faces``, ``represent``, ``verify``, ``find``, ``analyze``
+(the last implemented in :mod:`facegate.analysis.api`).
 
 Names, parameters and result fields follow DeepFace so code written for it ports by changing the import;
 results are typed frozen dataclasses with ``to_dict()`` returning DeepFace's dictionaries. Defaults differ
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from facegate.analysis.api import AnalysisResult, analyze
 from facegate.confidence import calibrated_confidence
 from facegate.engine import FaceEngine, FaceResult, get_engine
 from facegate.errors import ConfigError, EmbeddingError, NoFaceError
@@ -396,6 +398,20 @@ def verify(
     )
 
 
+def build_model(model_name: str, task: str = "facial_recognition", num_threads: int = 1) -> Any:
+    """DeepFace's ``build_model``: the loaded embedder (``task="facial_recognition"``) or detector
+    (``task="face_detector"``) for a name; raises for names whose weights are not installed."""
+    if task == "facial_recognition":
+        from facegate.embedders.registry import build_embedder
+
+        return build_embedder(model_name, num_threads=num_threads)
+    if task == "face_detector":
+        from facegate.detectors.registry import build_detector
+
+        return build_detector(model_name, num_threads=num_threads)
+    raise ConfigError(f"unknown task {task!r}; valid: facial_recognition, face_detector")
+
+
 # --------------------------------------------------------------------------- 1:N
 
 
@@ -524,12 +540,15 @@ def enroll(
 
 
 __all__ = [
+    "AnalysisResult",
     "ExtractedFace",
     "FacialArea",
     "FindMatch",
     "FindResult",
     "Representation",
     "VerifyResult",
+    "analyze",
+    "build_model",
     "default_gallery_path",
     "enroll",
     "extract_faces",

@@ -649,18 +649,18 @@ class LivenessConfig(_Section):
         description="time a track has to show liveness, seconds",
         json_schema_extra=_LIVENESS,
     )
-    blink_ear_threshold: float = Field(
-        default=0.2,
-        ge=0.05,
-        le=0.5,
-        description="eye aspect ratio below which the eyes count as closed",
+    blink_closed_ratio: float = Field(
+        default=0.6,
+        gt=0.05,
+        lt=0.85,
+        description="a blink is the eye aspect ratio dipping to this fraction of the track's own open-eye value",
         json_schema_extra=_LIVENESS,
     )
     blink_min_count: int = Field(
         default=1, ge=1, le=10, description="blinks needed within the window", json_schema_extra=_LIVENESS
     )
     motion_min_parallax: float = Field(
-        default=0.02,
+        default=0.05,
         ge=0.0,
         le=1.0,
         description="minimum relative 3-D parallax between landmarks across frames (a flat photo has ~0)",
