@@ -25,6 +25,7 @@ from facegate.analysis.api import AnalysisResult, analyze
 from facegate.confidence import calibrated_confidence
 from facegate.engine import FaceEngine, FaceResult, get_engine
 from facegate.errors import ConfigError, EmbeddingError, NoFaceError
+from facegate.facial_area import FacialArea
 from facegate.images import ImageInput, load_image
 from facegate.matcher import distance as metric_distance
 from facegate.types import METRICS, Embedding, FaceDetection, Metric
@@ -36,33 +37,6 @@ DEFAULT_DETECTOR = "mediapipe"
 
 
 # --------------------------------------------------------------------------- result types
-
-
-@dataclass(frozen=True, slots=True)
-class FacialArea:
-    """DeepFace's ``facial_area``: integer box and the eyes (person's perspective; left eye has larger x)."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-    left_eye: tuple[int, int] | None
-    right_eye: tuple[int, int] | None
-
-    @classmethod
-    def from_detection(cls, det: FaceDetection) -> FacialArea:
-        x, y, w, h = det.box.to_xywh()
-        left = det.point("left_eye")
-        right = det.point("right_eye")
-        return cls(
-            x, y, w, h,
-            (round(left[0]), round(left[1])) if left else None,
-            (round(right[0]), round(right[1])) if right else None,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h,
-                "left_eye": self.left_eye, "right_eye": self.right_eye}
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,8 @@ from facegate.analysis.age_gender import GENDER_LABELS, AgeModel, GenderModel
 from facegate.analysis.emotion import EMOTION_LABELS, EmotionModel
 from facegate.analysis.views import FaceView, source_view
 from facegate.errors import ConfigError, ModelNotInstalledError
+from facegate.facial_area import FacialArea
 from facegate.images import ImageInput, load_image
-from facegate.types import FaceDetection
 
 logger = logging.getLogger(__name__)
 
@@ -67,29 +67,8 @@ def check_actions(actions: str | Iterable[str]) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- result types
 
 
-@dataclass(frozen=True, slots=True)
-class Region:
-    """DeepFace's ``region``: integer box and eye centres (the person's left eye has the larger x)."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-    left_eye: tuple[int, int] | None
-    right_eye: tuple[int, int] | None
-
-    @classmethod
-    def from_detection(cls, det: FaceDetection) -> Region:
-        x, y, w, h = det.box.to_xywh()
-        left = det.point("left_eye")
-        right = det.point("right_eye")
-        return cls(x, y, w, h,
-                   (round(left[0]), round(left[1])) if left else None,
-                   (round(right[0]), round(right[1])) if right else None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h,
-                "left_eye": self.left_eye, "right_eye": self.right_eye}
+#: DeepFace calls the facial area of ``analyze`` results ``region``; it is the same type everywhere
+Region = FacialArea
 
 
 @dataclass(frozen=True, slots=True)
