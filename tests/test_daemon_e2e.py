@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import jsonschema
+import numpy as np
 import pytest
 
 from facegate.capture.synthetic import demo_frames, sample_path, write_image_folder
@@ -44,6 +46,7 @@ mqtt:
   port: {broker.port}
   prefix: {prefix}
   reconnect: {{initial_s: 1, max_s: 1}}
+  snapshots: true
 homeassistant: {{enabled: true, discovery_prefix: {prefix}-ha}}
 decision: {{cooldown_s: {cooldown}}}
 stats: {{interval_s: 1}}
@@ -120,6 +123,10 @@ def test_daemon_publishes_recognized_and_unknown_then_stopped(
     assert presence["present"] is True and presence["camera"] == "hall"
     stats = [json.loads(m.payload) for m in collector.messages(f"{base}/stats")]
     assert stats and stats[-1]["frames"] > 0 and stats[-1]["gallery_size"] == 1
+    snapshots = collector.messages(f"{base}/camera/hall/snapshot")
+    assert snapshots and not snapshots[0].retain
+    crop = cv2.imdecode(np.frombuffer(snapshots[0].payload, np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None and crop.shape[0] > 50 and crop.shape[1] > 50  # a JPEG of the face
     discovery = [m for m in collector.messages(f"{topic_prefix}-ha/#") if m.topic.endswith("/config")]
     assert discovery
     retained_discovery = retained_value(mosquitto, discovery[-1].topic)

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+import cv2
+
 from facegate import sdnotify
 from facegate.capture.handoff import FrameHandoff
 from facegate.capture.registry import build_source
@@ -50,7 +52,7 @@ from facegate.matcher import Matcher
 from facegate.pipeline import Pipeline
 from facegate.stats import Stats
 from facegate.tracker import TrackerConfig
-from facegate.types import FaceEvent
+from facegate.types import FaceEvent, Frame
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,19 @@ def voting_config(config: FacegateConfig) -> VotingConfig:
         cooldown_s=d.cooldown_s,
         liveness_required=config.liveness.mode != "off",
     )
+
+
+def snapshot_jpeg(frame: Frame, event: FaceEvent, *, margin: float = 0.25, quality: int = 85) -> bytes | None:
+    """JPEG of the event's face box (grown by ``margin`` on each side) cut from the frame it was decided on."""
+    b = event.box
+    h, w = frame.image.shape[:2]
+    mx, my = b.width * margin, b.height * margin
+    x1, y1 = max(0, int(b.x1 - mx)), max(0, int(b.y1 - my))
+    x2, y2 = min(w, int(b.x2 + mx)), min(h, int(b.y2 + my))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    ok, buf = cv2.imencode(".jpg", frame.image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes() if ok else None
 
 
 def detector_options(config: FacegateConfig) -> dict[str, object]:
@@ -348,7 +363,7 @@ class Service:
                     logger.warning("frame %d of %s skipped: %s", frame.index, frame.camera, err)
                     events = []
                 for event in events:
-                    self._emit(event)
+                    self._emit(event, frame)
             self._expire_presence(now)
             if now - self._last_stats >= self.config.stats.interval_s:
                 self._last_stats = now
@@ -373,7 +388,7 @@ class Service:
                 logger.exception("queued action failed")
 
     # ------------------------------------------------------------------ events and state
-    def _emit(self, event: FaceEvent) -> None:
+    def _emit(self, event: FaceEvent, frame: Frame | None = None) -> None:
         self.counters.events[event.type] = self.counters.events.get(event.type, 0) + 1
         payload = event_payload(event, device_id=self.config.device.device_id)
         if self.remote is not None and hasattr(self.remote, "sign_event"):
@@ -388,8 +403,10 @@ class Service:
                 camera=event.camera, person_id=event.person_id, name=event.name, time=iso_utc(event.wall),
                 event_id=event.event_id, confidence=event.confidence,
             ).model_dump(mode="json")) if event.type == "recognized" else None
-            if self.config.mqtt.snapshots and event.snapshot_jpeg:
-                self.publisher.publish_message(self.topics.snapshot(event.camera), event.snapshot_jpeg, qos=0)
+            if self.config.mqtt.snapshots:
+                jpeg = event.snapshot_jpeg or (snapshot_jpeg(frame, event) if frame is not None else None)
+                if jpeg is not None:
+                    self.publisher.publish_message(self.topics.snapshot(event.camera), jpeg, qos=0)
             if self.config.mqtt.frigate_compat:
                 from facegate.events.frigate import frigate_face_update
 
