@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -110,8 +110,11 @@ def enroll_photos(
     embeddings: Sequence[Embedding] = (),
     keep_face_images: bool = False,
     min_quality: float = MIN_QUALITY,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> EnrollOutcome:
     """Enrol ``photos`` (``(label, image)``) and precomputed ``embeddings`` for one person.
+
+    ``progress(done, total, label)`` is called before each photo (the CLI draws a progress bar with it).
 
     Every photo gets an outcome; the usable ones are written in ONE transaction (nothing is written if
     none is usable, or if the write fails).
@@ -119,7 +122,9 @@ def enroll_photos(
     outcomes: list[PhotoOutcome | None] = []
     items: list[EnrollItem] = []
     item_slot: list[int] = []
-    for label, source in photos:
+    for done, (label, source) in enumerate(photos):
+        if progress is not None:
+            progress(done, len(photos), label)
         try:
             image = load_image(source, name=label)
             face = pick_face(engine.represent(image, enforce_detection=False, source=label), label)

@@ -28,6 +28,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def _progress_bar(done: int, total: int, label: str) -> None:
+    width = 30
+    filled = width * done // max(1, total)
+    name = label if len(label) <= 40 else "..." + label[-37:]
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name}\033[K")
+    sys.stderr.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     from facegate.api import _engine, default_gallery_path
     from facegate.enrollment import enroll_photos, iter_photo_paths
@@ -42,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
     gallery_path.parent.mkdir(parents=True, exist_ok=True)
     show_progress = sys.stderr.isatty() and len(paths) > 1 and not args.json
     photos: list[tuple[str, Any]] = [(str(path), path) for path in paths]
-    if show_progress:
-        sys.stderr.write(f"enrolling {len(paths)} photos of {args.name}...\n")
     with engine.open_gallery(gallery_path) as gallery:
-        outcome = enroll_photos(gallery, engine, person_id, args.name, photos, replace=args.replace)
+        outcome = enroll_photos(gallery, engine, person_id, args.name, photos, replace=args.replace,
+                                progress=_progress_bar if show_progress else None)
+    if show_progress:
+        sys.stderr.write("\r\033[K")
     if args.json:
         emit_json(outcome.to_dict())
     else:
