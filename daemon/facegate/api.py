@@ -341,9 +341,8 @@ def verify(
     def side(img: Any, name: str) -> list[tuple[Embedding, FacialArea | None]]:
         if _is_embedding(img):
             return [(_as_embedding(img, engine, name), None)]
-        _, results = _faces(engine, img, label=_label(img, name), enforce_detection=enforce_detection)
-        if not results:
-            image = load_image(img, name=_label(img, name))
+        image, results = _faces(engine, img, label=_label(img, name), enforce_detection=enforce_detection)
+        if not results:  # enforce_detection=False: the whole image, decoded once
             results = engine.represent(image, skip_detection=True, source=name)
         return [(r.embedding, FacialArea.from_detection(r.detection)) for r in results if r.embedding is not None]
 

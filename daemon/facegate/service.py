@@ -399,10 +399,10 @@ class Service:
             self.publisher.publish_event(payload)
             if event.type == "recognized" and event.person_id is not None:
                 self._set_presence(event)
-            self.publisher.publish_state(self.topics.last_recognized(event.camera), LastRecognizedPayload(
-                camera=event.camera, person_id=event.person_id, name=event.name, time=iso_utc(event.wall),
-                event_id=event.event_id, confidence=event.confidence,
-            ).model_dump(mode="json")) if event.type == "recognized" else None
+                self.publisher.publish_state(self.topics.last_recognized(event.camera), LastRecognizedPayload(
+                    camera=event.camera, person_id=event.person_id, name=event.name, time=iso_utc(event.wall),
+                    event_id=event.event_id, confidence=event.confidence,
+                ).model_dump(mode="json"))
             if self.config.mqtt.snapshots:
                 jpeg = event.snapshot_jpeg or (snapshot_jpeg(frame, event) if frame is not None else None)
                 if jpeg is not None:

@@ -422,21 +422,21 @@ class GatesConfig(_Section):
     """Quality gates between alignment and embedding: faces failing one are not embedded."""
 
     min_face_px: float = Field(
-        default=18.0,
+        default=20.0,
         ge=0.0,
         le=2000.0,
         description="minimum inter-ocular distance, source pixels",
         json_schema_extra=_LIVE,
     )
     min_sharpness: float = Field(
-        default=10.0,
+        default=5.0,
         ge=0.0,
         le=1e6,
         description="minimum variance of the Laplacian on the aligned chip",
         json_schema_extra=_LIVE,
     )
     max_yaw: float = Field(
-        default=0.6,
+        default=0.7,
         ge=0.0,
         le=1.0,
         description="maximum |yaw| estimate, 0 = frontal, 1 = profile",
@@ -475,7 +475,12 @@ class DecisionConfig(_Section):
         default=0.3, gt=0.0, lt=1.0, description="minimum box IoU to continue a track", json_schema_extra=_LIVE
     )
     track_max_age_s: float = Field(
-        default=1.0, gt=0.0, le=60.0, description="a track unseen for this long ends, seconds", json_schema_extra=_LIVE
+        default=1.0,
+        gt=0.0,
+        le=60.0,
+        # 0.5 s separates people who follow each other closer, but breaks tracks when a slow device drops frames
+        description="a track unseen for this long ends, seconds",
+        json_schema_extra=_LIVE
     )
 
 
