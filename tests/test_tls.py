@@ -158,13 +158,15 @@ class Client:
         self.client.loop_stop()
 
 
-@pytest.fixture
-def example_broker(tmp_path: Path) -> Iterator[ExampleBroker]:
-    """mosquitto.example.conf and acl.example as shipped, with paths and port made local."""
+def start_example_broker(tmp_path: Path, *, drop_lines: tuple[str, ...] = ()) -> ExampleBroker:
+    """mosquitto.example.conf and acl.example as shipped (minus ``drop_lines``), paths and port made local."""
     material = generate_tls_material(tmp_path / "pki")
     port = free_port()
     broker = MosquittoBroker(tmp_path / "broker", port=port, users=PASSWORDS)
     text = EXAMPLE_CONF.read_text()
+    for line in drop_lines:
+        assert f"\n{line}\n" in text, f"{line} no longer in the example config"
+        text = text.replace(f"\n{line}\n", "\n")
     replacements = {
         "listener 8883": f"listener {port} 127.0.0.1",
         "/etc/mosquitto/certs/ca.crt": str(material.ca_cert),
@@ -182,13 +184,18 @@ def example_broker(tmp_path: Path) -> Iterator[ExampleBroker]:
         text += "user root\n"
     broker.conf_path.write_text(text)
     broker.start()
-    example = ExampleBroker(broker, material)
+    return ExampleBroker(broker, material)
+
+
+@pytest.fixture
+def example_broker(tmp_path: Path) -> Iterator[ExampleBroker]:
+    example = start_example_broker(tmp_path)
     try:
         yield example
     finally:
         for c in example.clients:
             c.close()
-        broker.stop()
+        example.broker.stop()
 
 
 def test_example_broker_refuses_plain_text_anonymous_and_bad_passwords(example_broker: ExampleBroker) -> None:
@@ -294,3 +301,75 @@ def test_device_runs_through_the_example_acl_with_tls(
     assert ("facegate/door1/status", b"stopped") in controller.messages
     log = example_broker.broker.log_text()
     assert "Denied PUBLISH from door1" not in log, [line for line in log.splitlines() if "Denied" in line]
+
+
+class PersistentSubscriber:
+    """Home Assistant as a persistent QoS 1 subscriber (fixed client id, clean_session false): the broker
+    queues events for it while it is away."""
+
+    def __init__(self, example: ExampleBroker, topic: str) -> None:
+        self.example = example
+        self.topic = topic
+        self.payloads: list[bytes] = []
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="ha-persistent", clean_session=False)
+        self.client.username_pw_set("homeassistant", PASSWORDS["homeassistant"])
+        self.client.tls_set_context(ssl.create_default_context(cafile=str(example.material.ca_cert)))
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_message = self._on_message
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.payloads.append(bytes(msg.payload))
+
+    def connect(self) -> None:
+        self.subscribed.clear()
+        self.client.connect(self.example.broker.host, self.example.broker.port, keepalive=10)
+        self.client.loop_start()
+        assert self.subscribed.wait(10)
+
+    def disconnect(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def received(self) -> list[bytes]:
+        with self._lock:
+            return list(self.payloads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("autosave", [True, False], ids=["shipped", "without_autosave_interval"])
+def test_example_broker_keeps_queued_events_across_sigkill(tmp_path: Path, autosave: bool) -> None:
+    """Events queued (QoS 1) for a disconnected persistent subscriber survive a broker SIGKILL with the
+    shipped config; without its ``autosave_interval 1`` they are lost, which is why it is there."""
+    example = start_example_broker(tmp_path, drop_lines=() if autosave else ("autosave_interval 1",))
+    topic = "facegate/door1/event"
+    subscriber = PersistentSubscriber(example, topic)
+    try:
+        subscriber.connect()
+        subscriber.disconnect()  # away: the broker now queues for it
+        door1 = example.client("door1")
+        assert door1.connected.wait(10)
+        sent = [json.dumps({"event_id": f"e{i:02d}", "type": "recognized"}).encode() for i in range(23)]
+        for payload in sent:
+            door1.publish(topic, payload)  # waits for the PUBACK: the broker holds it
+        door1.close()
+        time.sleep(2.5)  # longer than autosave_interval 1: the period under test
+        example.broker.kill()
+        example.broker.start()
+        subscriber.connect()
+        deadline = time.monotonic() + (10 if autosave else 3)
+        while len(subscriber.received()) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got = subscriber.received()
+    finally:
+        subscriber.disconnect()
+        for c in example.clients:
+            c.close()
+        example.broker.stop()
+    if autosave:
+        assert got == sent, f"{len(sent) - len(set(got) & set(sent))} of {len(sent)} queued events lost"
+    else:
+        assert len(got) < len(sent), "without autosave a SIGKILL should lose queued events (control)"
