@@ -493,12 +493,17 @@ def enroll(
     detector_backend: str = DEFAULT_DETECTOR,
     replace: bool = False,
     num_threads: int = 1,
+    face_index: int | None = None,
 ) -> Any:
-    """Enrol photos of one person into a gallery database (created if missing), all-or-nothing.
+    """Enrol photos of one person into a gallery database (created if missing).
 
-    Returns an :class:`facegate.enrollment.EnrollOutcome` with one outcome per photo.
+    Returns an :class:`facegate.enrollment.EnrollOutcome` with one outcome per photo when at least one
+    photo was stored (the usable ones in one transaction). Raises
+    :class:`facegate.errors.EnrollmentError` listing every photo's reason when nothing was stored.
+    ``face_index`` picks the face (0 = largest, as ``facegate detect --draw`` numbers them) in photos
+    of several people.
     """
-    from facegate.enrollment import enroll_photos
+    from facegate.enrollment import enroll_photos, raise_if_nothing_stored
     from facegate.gallery.store import SqliteGallery
 
     engine = _engine(model_name, detector_backend, num_threads)
@@ -509,7 +514,8 @@ def enroll(
         path.parent.mkdir(parents=True, exist_ok=True)
         store = engine.open_gallery(path)
     photos = [(_label(img, f"image[{i}]"), img) for i, img in enumerate(images)]
-    return enroll_photos(store, engine, person_id, name, photos, replace=replace)
+    return raise_if_nothing_stored(enroll_photos(store, engine, person_id, name, photos, replace=replace,
+                                                 face_index=face_index))
 
 
 __all__ = [

@@ -1,8 +1,15 @@
 """Turning photos into gallery enrolments, with a per-photo outcome and all-or-nothing writes.
 
-Used by ``facegate enroll``, the library's folder mode, and remote enrolment over MQTT, so every path
-applies the same rules: one clear face per photo (a photo with two similar-sized faces is refused as
-ambiguous), a minimum quality, outlier screening by the gallery, and one transaction per call.
+Used by ``facegate enroll``, the library's ``facegate.enroll`` and folder mode, so every path applies the
+same rules: one clear face per photo, confirmed as a human face by a second detector
+(:mod:`facegate.face_confirm`), a minimum quality, outlier screening by the gallery, and one transaction
+per call: the usable photos are stored together or (when the write fails) not at all; refused photos
+are reported and do not stop the others.
+
+Several faces in a photo: the largest is taken when the next one is less than half its area, or when it
+is also clearly the most central (news photos: the subject in the middle, people behind); otherwise the
+photo is refused as ambiguous and ``face_index`` (``--face N``) picks one by the numbers that
+``facegate detect --draw`` shows (largest first).
 """
 
 from __future__ import annotations
@@ -15,20 +22,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import cv2
+import numpy as np
 
 from facegate.engine import FaceEngine, FaceResult
-from facegate.errors import FacegateError, NoFaceError
+from facegate.errors import ConfigError, EnrollmentError, FacegateError, NoFaceError
+from facegate.face_confirm import confirm_human_face
 from facegate.gallery.records import EnrollItem, EnrollReport
 from facegate.gallery.store import SqliteGallery
 from facegate.images import ImageInput, load_image
-from facegate.types import Embedding
+from facegate.types import Embedding, ImageBGR
 
 logger = logging.getLogger(__name__)
 
 PhotoStatus = Literal["ok", "no_face", "several_faces", "low_quality", "bad_image", "outlier", "duplicate"]
 
-#: A second face at least this fraction of the largest face's area makes a photo ambiguous.
+#: A second face at least this fraction of the largest face's area makes a photo ambiguous (unless the largest is central).
 AMBIGUOUS_AREA_RATIO = 0.5
+#: The largest face is "central" when its centre's offset from the image centre is at most this fraction of
+#: every other similar-sized face's offset...
+CENTRAL_OFFSET_RATIO = 0.5
+#: and at most this fraction of the image diagonal
+CENTRAL_MAX_OFFSET = 0.15
+#: a second face this large (fraction of the largest's area) is never overruled by centrality
+SIMILAR_AREA_RATIO = 0.8
 #: Photos whose quality score (0..1, see FaceQuality.score) is below this are refused.
 MIN_QUALITY = 0.25
 
@@ -71,18 +87,81 @@ class EnrollOutcome:
         }
 
 
-def pick_face(results: Sequence[FaceResult], label: str) -> FaceResult:
-    """The single clear face of an enrolment photo, or :class:`NoFaceError` / ambiguity error."""
+@dataclass(frozen=True, slots=True)
+class FaceChoice:
+    """The face taken from an enrolment photo and, when the photo had several, which one and why."""
+
+    face: FaceResult
+    note: str = ""
+
+
+def _offset(result: FaceResult, width: int, height: int) -> float:
+    """Distance of the face's centre from the image centre, as a fraction of the image diagonal."""
+    cx, cy = result.detection.box.center
+    return float(np.hypot(cx - width / 2.0, cy - height / 2.0) / max(1.0, np.hypot(width, height)))
+
+
+def choose_face(results: Sequence[FaceResult], label: str, image_size: tuple[int, int],
+                face_index: int | None = None) -> FaceChoice:
+    """The subject of an enrolment photo (``image_size`` is ``(width, height)``).
+
+    ``results`` are ordered largest first (as :meth:`FaceEngine.represent` and ``facegate detect`` give
+    them). Raises :class:`NoFaceError`, :class:`AmbiguousPhotoError` or (bad ``face_index``)
+    :class:`ConfigError`.
+    """
     if not results:
         raise NoFaceError(f"{label}: no face detected")
     ordered = sorted(results, key=lambda r: r.detection.box.area, reverse=True)
-    if len(ordered) > 1 and ordered[1].detection.box.area >= AMBIGUOUS_AREA_RATIO * ordered[0].detection.box.area:
-        raise AmbiguousPhotoError(f"{label}: {len(ordered)} faces of similar size; use a photo of one person")
-    return ordered[0]
+    n = len(ordered)
+    if face_index is not None:
+        if not 0 <= face_index < n:
+            raise ConfigError(f"{label}: face_index {face_index} out of range: {n} face(s) found (0..{n - 1})")
+        return FaceChoice(ordered[face_index], f"face {face_index} of {n}, as asked")
+    if n == 1:
+        return FaceChoice(ordered[0])
+    top = ordered[0].detection.box.area
+    ratio = ordered[1].detection.box.area / top
+    if ratio < AMBIGUOUS_AREA_RATIO:
+        return FaceChoice(ordered[0], f"face 0 of {n}: the largest (the next is {100 * ratio:.0f}% of its area)")
+    width, height = image_size
+    offsets = [_offset(r, width, height) for r in ordered]
+    rivals = [off for r, off in zip(ordered[1:], offsets[1:], strict=True)
+              if r.detection.box.area >= AMBIGUOUS_AREA_RATIO * top]
+    central = offsets[0] <= CENTRAL_MAX_OFFSET and all(offsets[0] <= CENTRAL_OFFSET_RATIO * o for o in rivals)
+    if central and ratio < SIMILAR_AREA_RATIO:
+        return FaceChoice(ordered[0], f"face 0 of {n}: the largest and the most central "
+                                      f"(the next is {100 * ratio:.0f}% of its area)")
+    raise AmbiguousPhotoError(
+        f"{label}: {n} faces of similar size and none clearly the subject; use a photo of one person or "
+        f"choose one with face_index= / --face N (0 = largest; numbers as `facegate detect --draw` shows)")
 
 
 class AmbiguousPhotoError(FacegateError):
     """An enrolment photo shows several faces of similar size."""
+
+
+def subject_face(engine: FaceEngine, image: ImageBGR, label: str, face_index: int | None = None) -> FaceChoice:
+    """The chosen face of an enrolment photo, confirmed as human (else :class:`NoFaceError`)."""
+    results = engine.represent(image, enforce_detection=False, source=label)
+    choice = choose_face(results, label, (image.shape[1], image.shape[0]), face_index)
+    check = confirm_human_face(image, choice.face.detection)
+    if not check.confirmed:
+        raise NoFaceError(f"{label}: {check.detail}")
+    return choice
+
+
+def refusal_message(outcome: EnrollOutcome) -> str:
+    """``nothing enrolled for NAME: photo: reason; ...`` listing every photo."""
+    reasons = "; ".join(f"{p.label}: {p.status} ({p.detail})" if p.detail else f"{p.label}: {p.status}"
+                        for p in outcome.photos)
+    return f"nothing enrolled for {outcome.name!r} ({outcome.person_id}): {reasons or 'no photos given'}"
+
+
+def raise_if_nothing_stored(outcome: EnrollOutcome) -> EnrollOutcome:
+    """``outcome`` when something was stored, else :class:`EnrollmentError` naming each photo's reason."""
+    if not outcome.ok:
+        raise EnrollmentError(refusal_message(outcome), outcome)
+    return outcome
 
 
 def iter_photo_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -111,10 +190,12 @@ def enroll_photos(
     keep_face_images: bool = False,
     min_quality: float = MIN_QUALITY,
     progress: Callable[[int, int, str], None] | None = None,
+    face_index: int | None = None,
 ) -> EnrollOutcome:
     """Enrol ``photos`` (``(label, image)``) and precomputed ``embeddings`` for one person.
 
     ``progress(done, total, label)`` is called before each photo (the CLI draws a progress bar with it).
+    ``face_index`` picks the face of every photo by its number (0 = largest) instead of the automatic choice.
 
     Every photo gets an outcome; the usable ones are written in ONE transaction (nothing is written if
     none is usable, or if the write fails).
@@ -122,13 +203,14 @@ def enroll_photos(
     outcomes: list[PhotoOutcome | None] = []
     items: list[EnrollItem] = []
     item_slot: list[int] = []
+    notes: list[str] = []  # per item: which face of the photo was taken, and why
     for done, (label, source) in enumerate(photos):
         if progress is not None:
             progress(done, len(photos), label)
         try:
             image = load_image(source, name=label)
-            face = pick_face(engine.represent(image, enforce_detection=False, source=label), label)
-        except NoFaceError as err:
+            choice = subject_face(engine, image, label, face_index)
+        except (NoFaceError, ConfigError) as err:
             outcomes.append(PhotoOutcome(label, "no_face", str(err)))
             continue
         except AmbiguousPhotoError as err:
@@ -137,6 +219,7 @@ def enroll_photos(
         except FacegateError as err:
             outcomes.append(PhotoOutcome(label, "bad_image", str(err)))
             continue
+        face = choice.face
         quality = face.aligned.quality.score
         if quality < min_quality:
             outcomes.append(PhotoOutcome(label, "low_quality",
@@ -151,6 +234,7 @@ def enroll_photos(
             face_jpeg = buf.tobytes() if ok else None
         item_slot.append(len(outcomes))
         outcomes.append(None)
+        notes.append(choice.note)
         items.append(EnrollItem(
             embedding=face.embedding,
             detector=engine.detector_backend,
@@ -163,6 +247,7 @@ def enroll_photos(
     for i, emb in enumerate(embeddings):
         item_slot.append(len(outcomes))
         outcomes.append(None)
+        notes.append("")
         items.append(EnrollItem(embedding=emb, label=f"embedding[{i}]"))
     if not items:
         return EnrollOutcome(person_id, name, tuple(o for o in outcomes if o is not None), None)
@@ -175,7 +260,7 @@ def enroll_photos(
             status: PhotoStatus = "duplicate" if r.reason == "duplicate" else "outlier"
             outcomes[slot] = PhotoOutcome(item.label, status, r.detail, item.quality)
         else:
-            outcomes[slot] = PhotoOutcome(item.label, "ok", "", item.quality)
+            outcomes[slot] = PhotoOutcome(item.label, "ok", notes[k], item.quality)
     final = tuple(o for o in outcomes if o is not None)
     return EnrollOutcome(person_id, name, final, report)
 
@@ -186,7 +271,7 @@ def engine_embed_image(engine: FaceEngine) -> Any:
     def embed(path: Path) -> list[tuple[Embedding, float]]:
         label = str(path)
         image = load_image(path)
-        face = pick_face(engine.represent(image, enforce_detection=False, source=label), label)
+        face = subject_face(engine, image, label).face
         assert face.embedding is not None
         return [(face.embedding, face.aligned.quality.score)]
 
@@ -196,9 +281,13 @@ def engine_embed_image(engine: FaceEngine) -> Any:
 __all__ = [
     "AmbiguousPhotoError",
     "EnrollOutcome",
+    "FaceChoice",
     "PhotoOutcome",
+    "choose_face",
     "engine_embed_image",
     "enroll_photos",
     "iter_photo_paths",
-    "pick_face",
+    "raise_if_nothing_stored",
+    "refusal_message",
+    "subject_face",
 ]

@@ -31,6 +31,14 @@ class NoFaceError(FacegateError, ValueError):
     """No face was found while ``enforce_detection`` was set."""
 
 
+class EnrollmentError(FacegateError, ValueError):
+    """Nothing was enrolled: every photo was refused. ``outcome`` holds the per-photo report."""
+
+    def __init__(self, message: str, outcome: object = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
 class EmbeddingError(FacegateError, ValueError):
     """An embedding has the wrong model, dimension or values."""
 
@@ -61,6 +69,7 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "EmbeddingError",
+    "EnrollmentError",
     "FacegateError",
     "GalleryError",
     "ImageError",

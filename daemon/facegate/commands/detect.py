@@ -30,10 +30,11 @@ def register(subparsers: Any) -> None:
 def draw_detections(image: ImageBGR, detections: list[FaceDetection]) -> ImageBGR:
     canvas: ImageBGR = image.copy()
     thickness = max(1, round(max(image.shape[:2]) / 400))
-    for det in detections:
+    for i, det in enumerate(detections):
         b = det.box
         cv2.rectangle(canvas, (round(b.x1), round(b.y1)), (round(b.x2), round(b.y2)), (0, 220, 0), thickness)
-        cv2.putText(canvas, f"{det.score:.2f}", (round(b.x1), max(12, round(b.y1) - 4)),
+        # "#i" is the number `facegate enroll --face N` / `face_index=` takes
+        cv2.putText(canvas, f"#{i} {det.score:.2f}", (round(b.x1), max(12, round(b.y1) - 4)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 220, 0), thickness)
         for name, (x, y) in zip(det.landmark_names, det.landmarks.tolist(), strict=True):
             colour = _COLOURS.get(name, (200, 200, 200))
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.detector_backend.casefold() == "skip":
         raise ConfigError("detect needs a real detector, not 'skip'")
     image = load_image(args.image)
-    detections = get_engine(args.detector_backend).detect(image)
+    # largest first: the numbering `facegate enroll --face N` and `facegate.enroll(face_index=)` use
+    detections = sorted(get_engine(args.detector_backend).detect(image), key=lambda d: d.box.area, reverse=True)
     if args.draw:
         out = Path(args.draw)
         if not cv2.imwrite(str(out), draw_detections(image, detections)):

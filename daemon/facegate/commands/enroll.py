@@ -22,6 +22,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--id", dest="person_id", help="person id (slug: a-z, 0-9, _ and -)")
     p.add_argument("--gallery", help="gallery database (default: $FACEGATE_GALLERY or the state directory)")
     p.add_argument("--replace", action="store_true", help="replace the person's existing embeddings")
+    p.add_argument("--face", type=int, default=None, metavar="N",
+                   help="take face N of each photo (0 = largest, as `facegate detect --draw` numbers them) "
+                        "instead of the automatic choice")
     p.add_argument("-d", "--detector-backend", default="mediapipe")
     p.add_argument("-m", "--model-name", default="Dlib")
     add_json_arg(p)
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     photos: list[tuple[str, Any]] = [(str(path), path) for path in paths]
     with engine.open_gallery(gallery_path) as gallery:
         outcome = enroll_photos(gallery, engine, person_id, args.name, photos, replace=args.replace,
-                                progress=_progress_bar if show_progress else None)
+                                face_index=args.face, progress=_progress_bar if show_progress else None)
     if show_progress:
         sys.stderr.write("\r\033[K")
     if args.json:

@@ -42,6 +42,7 @@ from facegate.engine import FaceResult
 from facegate.errors import ConfigError, FacegateError, GalleryError, ImageError, NoFaceError
 from facegate.events.payloads import iso_utc
 from facegate.events.topics import Topics
+from facegate.face_confirm import confirm_human_face
 from facegate.gallery.records import EnrollItem, EnrollReport
 from facegate.gallery.store import SqliteGallery
 from facegate.images import decode_base64, decode_bytes, encoded_size, sniff_format
@@ -475,6 +476,9 @@ class CommandHandler:
         if len(faces) > 1:
             return report("several_faces", f"{len(faces)} faces found; send a photo of one person", faces=len(faces))
         face = faces[0]
+        check = confirm_human_face(image, face.detection)  # BlazeFace alone accepts dog and cat faces
+        if not check.confirmed:
+            return report("no_face", check.detail, faces=1)
         quality = face.aligned.quality
         gates = self._gates()
         problems = []
