@@ -39,6 +39,9 @@ def test_every_registry_entry_constructs_or_says_why_not(name: str, astronaut_bg
     faces = detector.detect(astronaut_bgr)
     assert isinstance(faces, list) and faces  # every working backend finds the astronaut
     assert all(f.detector == name for f in faces)
+    if name == "skip":  # nothing was detected, so no eye is invented
+        assert faces[0].landmark_names == () and faces[0].point("left_eye") is None
+        return
     assert faces[0].left_eye[0] > faces[0].right_eye[0]
 
 
@@ -74,14 +77,26 @@ def test_skip_detector_returns_the_whole_image_as_one_face() -> None:
     face = faces[0]
     assert (face.box.x1, face.box.y1, face.box.x2, face.box.y2) == (0.0, 0.0, 120.0, 150.0)
     assert face.score == 1.0 and face.detector == "skip"
-    assert face.landmark_names == ("right_eye", "left_eye")
-    assert face.left_eye[0] > face.right_eye[0]
-    # dlib's chip template with padding 0.25: eyes about a third of the way down, 0.35 of the width apart
-    assert face.right_eye == pytest.approx((0.318 * 120, 0.314 * 150), abs=0.5)
-    assert face.left_eye == pytest.approx((0.669 * 120, 0.314 * 150), abs=0.5)
+    # nothing was detected, so no eye position is invented
+    assert face.landmark_names == () and face.landmarks.shape == (0, 2)
+    assert face.point("left_eye") is None and face.point("right_eye") is None
 
 
 def test_skip_ignores_common_options_and_rejects_others() -> None:
     assert isinstance(build_detector("skip", variant=None, score_threshold=0.5, min_face_px=32), SkipDetector)
     with pytest.raises(ConfigError, match="no options"):
         build_detector("skip", scale_factor=1.1)
+
+
+def test_skip_reports_no_eyes_and_still_embeds(astronaut_bgr: ImageBGR) -> None:
+    """DeepFace's skip gives left_eye/right_eye None; the whole image is resized into the chip."""
+    from facegate import api
+
+    crop = astronaut_bgr[40:260, 150:330]
+    (rep,) = api.represent(crop, detector_backend="skip")
+    area = rep.to_dict()["facial_area"]
+    assert area["left_eye"] is None and area["right_eye"] is None
+    assert (area["w"], area["h"]) == (180, 220)
+    assert len(rep.embedding) == 128 and any(rep.embedding)
+    (face,) = api.extract_faces(crop, detector_backend="skip")
+    assert face.facial_area.left_eye is None and face.face.shape[:2] == (150, 150)

@@ -320,7 +320,13 @@ class Aligner:
         return detection, available
 
     def align(self, image: ImageBGR, detection: FaceDetection) -> AlignedFace:
-        """The chip ``(size, size, 3)`` BGR uint8 of ``detection`` in ``image`` (BGR uint8 HxWx3)."""
+        """The chip ``(size, size, 3)`` BGR uint8 of ``detection`` in ``image`` (BGR uint8 HxWx3).
+
+        A detection without any landmark (the ``skip`` detector: the caller says the box is the face)
+        is resized into the chip as it is; nothing is guessed about where its eyes are.
+        """
+        if not detection.landmark_names:
+            return box_chip(image, detection, self.size)
         detection, available = self._points(image, detection)
         names = tuple(self.spec.points[i] for i in available)
         # dlib's geometry and OpenCV's warps put pixel centres at integer coordinates
@@ -350,6 +356,27 @@ class Aligner:
         chip = cv2.warpAffine(image, to_chip, (self.size, self.size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         return np.asarray(chip, dtype=np.uint8), cv2.invertAffineTransform(to_chip).astype(np.float64)
+
+
+def box_chip(image: ImageBGR, detection: FaceDetection, size: int) -> AlignedFace:
+    """The detection's box resized to ``size`` x ``size`` (no landmarks: no rotation, no template fit).
+
+    The quality's face size is an estimate (0.3 of the box width, the inter-ocular distance of a
+    tight face crop) so that size gates still mean something; yaw is unknown and reported as 0.
+    """
+    b = detection.box
+    h, w = image.shape[:2]
+    x1, y1 = max(0, math.floor(b.x1)), max(0, math.floor(b.y1))
+    x2, y2 = min(w, math.ceil(b.x2)), min(h, math.ceil(b.y2))
+    if x2 <= x1 or y2 <= y1:
+        raise NoFaceError(f"face box {b} lies outside the {w}x{h} image")
+    crop = image[y1:y2, x1:x2]
+    chip = np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    sx, sy = size / (x2 - x1), size / (y2 - y1)
+    transform = np.array([[sx, 0.0, -x1 * sx], [0.0, sy, -y1 * sy]], dtype=np.float32)
+    gray = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY)
+    quality = FaceQuality(face_size=(x2 - x1) * 0.3, sharpness=float(cv2.Laplacian(gray, cv2.CV_64F).var()), yaw=0.0)
+    return AlignedFace(chip, detection, transform, "box", quality)
 
 
 def _corner_origin(matrix: Float64Array) -> Float64Array:
@@ -385,6 +412,7 @@ def build_aligner(alignment: AlignmentSpec, *, landmarks: str = "auto", num_thre
 __all__ = [
     "Aligner",
     "DlibChip",
+    "box_chip",
     "build_aligner",
     "dlib_chip_details",
     "extract_dlib_chip",

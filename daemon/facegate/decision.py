@@ -28,8 +28,8 @@ weight and ``N_L`` = ``min_frames`` (persons) or ``unknown_frames`` (unknown):
    two people, or between a person and "unknown", gets no name until one side clearly dominates).
 
 Then, in order: with liveness required, a ``spoof`` verdict emits ``spoof`` and an ``undecided`` one
-waits; a person recognised on the same camera less than ``cooldown_s`` ago is suppressed (the track is
-decided, nothing is emitted); otherwise ``recognized`` / ``unknown`` is emitted. Either way the track
+waits; a person recognised less than ``cooldown_s`` ago, on any camera, is suppressed (the track is
+decided, nothing is emitted: one person walking past two cameras of one door is one announcement); otherwise ``recognized`` / ``unknown`` is emitted. Either way the track
 emits at most one event.
 
 A decided track is re-checked every ``recheck_interval_s`` (the pipeline embeds it again); when
@@ -291,7 +291,8 @@ class DecisionEngine:
         self.liveness: LivenessVerdict = liveness or OffLiveness()
         self.analyzer = analyzer
         self._tracks: dict[int, _TrackState] = {}
-        self._last_recognized: dict[tuple[str, str], float] = {}
+        #: person_id -> time of the last recognition event, whatever the camera (the cooldown is per person)
+        self._last_recognized: dict[str, float] = {}
         #: tracks decided without an event because of the cooldown (for stats)
         self.suppressed = 0
 
@@ -365,14 +366,14 @@ class DecisionEngine:
         st.decided = True
         st.decided_label = result.person_id
         if event_type == "recognized" and result.person_id is not None:
-            key = (track.camera, result.person_id)
-            last = self._last_recognized.get(key)
+            person_id = result.person_id
+            last = self._last_recognized.get(person_id)
             if last is not None and now - last < cfg.cooldown_s:
                 self.suppressed += 1
-                logger.debug("track %d: %s within cooldown on %s, suppressed", track_id, key[1], key[0])
+                logger.debug("track %d on %s: %s within cooldown, suppressed", track_id, track.camera, person_id)
                 self._release(st)
                 return None
-            self._remember(key, now)
+            self._remember(person_id, now)
         event = self._event(event_type, frame, track, result, st.best_face)
         self._release(st)
         return event
@@ -387,7 +388,7 @@ class DecisionEngine:
         st.votes.clear()
         st.best_face = None
 
-    def _remember(self, key: tuple[str, str], now: float) -> None:
+    def _remember(self, key: str, now: float) -> None:
         self._last_recognized[key] = now
         if len(self._last_recognized) > 256:
             horizon = now - self.config.cooldown_s

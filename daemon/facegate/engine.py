@@ -17,16 +17,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facegate.align import Aligner, build_aligner
+from facegate.align import Aligner, box_chip, build_aligner
 from facegate.detectors.base import FaceDetector
 from facegate.detectors.edge_pad import EdgePaddedDetector
 from facegate.detectors.registry import build_detector
+from facegate.detectors.skip import whole_image_detection
 from facegate.embedders.base import Embedder
 from facegate.embedders.registry import build_embedder
 from facegate.errors import ImageError, NoFaceError
 from facegate.gallery.outliers import OutlierPolicy
 from facegate.gallery.store import SqliteGallery
-from facegate.types import AlignedFace, Box, Embedding, FaceDetection, FaceQuality, FloatArray, ImageBGR
+from facegate.types import AlignedFace, Box, Embedding, FaceDetection, FloatArray, ImageBGR
 
 logger = logging.getLogger(__name__)
 
@@ -126,23 +127,9 @@ class FaceEngine:
         return self.aligner.align(image, detection)
 
     def whole_image_face(self, image: ImageBGR) -> FaceResult:
-        """``detector_backend="skip"`` semantics: the image itself is the face chip."""
-        size = self.embedder.alignment.size
-        chip: ImageBGR = np.ascontiguousarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA),
-                                              dtype=np.uint8)
-        h, w = image.shape[:2]
-        det = FaceDetection(
-            box=Box(0.0, 0.0, float(w), float(h)),
-            score=1.0,
-            landmarks=np.array([[w * 0.35, h * 0.4], [w * 0.65, h * 0.4]], dtype=np.float32),
-            landmark_names=("right_eye", "left_eye"),
-            detector="skip",
-        )
-        sx, sy = size / w, size / h
-        transform = np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]], dtype=np.float32)
-        gray = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY)
-        quality = FaceQuality(face_size=w * 0.3, sharpness=float(cv2.Laplacian(gray, cv2.CV_64F).var()), yaw=0.0)
-        return FaceResult(det, AlignedFace(chip, det, transform, "skip", quality))
+        """``detector_backend="skip"`` semantics: the image itself is the face chip (no landmarks)."""
+        det = whole_image_detection(image)
+        return FaceResult(det, box_chip(image, det, self.embedder.alignment.size))
 
     def faces(
         self,

@@ -53,8 +53,11 @@ class GateConfig:
 
 
 def _eye_distance(detection: FaceDetection) -> float:
-    (rx, ry), (lx, ly) = detection.right_eye, detection.left_eye
-    return math.hypot(lx - rx, ly - ry)
+    right, left = detection.point("right_eye"), detection.point("left_eye")
+    if right is None or left is None:
+        # the skip detector's whole-image box has no eyes: estimate from the box, as box_chip does
+        return detection.box.width * 0.3
+    return math.hypot(left[0] - right[0], left[1] - right[1])
 
 
 class QualityGates:

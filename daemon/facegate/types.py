@@ -102,7 +102,8 @@ class FaceDetection:
     """A detected face.
 
     ``landmarks`` is ``(K, 2)`` float32 in source pixels, named by ``landmark_names`` (a subset of
-    :data:`LANDMARK_NAMES` that always contains the two eyes, subject's perspective).
+    :data:`LANDMARK_NAMES` that contains the two eyes, subject's perspective; the ``skip`` detector's
+    whole-image detection alone has no landmarks at all).
     """
 
     box: Box
