@@ -29,8 +29,8 @@ weight and ``N_L`` = ``min_frames`` (persons) or ``unknown_frames`` (unknown):
 
 Then, in order: with liveness required, a ``spoof`` verdict emits ``spoof`` and an ``undecided`` one
 waits; a person recognised less than ``cooldown_s`` ago, on any camera, is suppressed (the track is
-decided, nothing is emitted: one person walking past two cameras of one door is one announcement); otherwise ``recognized`` / ``unknown`` is emitted. Either way the track
-emits at most one event.
+decided, nothing is emitted: one person walking past two cameras of one door is one announcement);
+otherwise ``recognized`` / ``unknown`` is emitted. Either way the track emits at most one event.
 
 A decided track is re-checked every ``recheck_interval_s`` (the pipeline embeds it again); when
 ``split_after`` consecutive re-check votes contradict the decision, :meth:`DecisionEngine.contradicted`

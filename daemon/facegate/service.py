@@ -35,7 +35,7 @@ from facegate.decision import DecisionConfig as VotingConfig
 from facegate.decision import LivenessVerdict
 from facegate.engine import FaceEngine
 from facegate.errors import CaptureFatal, ConfigError, FacegateError
-from facegate.events.mqtt import JsonLinesSink, MqttPublisher, MqttSettings, TlsSettings
+from facegate.events.mqtt import EventSink, JsonLinesSink, MqttPublisher, MqttSettings, TlsSettings
 from facegate.events.payloads import (
     CameraHealthPayload,
     LastRecognizedPayload,
@@ -134,6 +134,20 @@ def mqtt_settings(config: FacegateConfig) -> MqttSettings:
     )
 
 
+def compat_sinks(config: FacegateConfig, publisher: MqttPublisher) -> list[EventSink]:
+    """The Frigate and Double Take sinks the configuration asks for."""
+    sinks: list[EventSink] = []
+    if config.mqtt.frigate_compat:
+        from facegate.events.frigate import FrigateSink
+
+        sinks.append(FrigateSink(publisher, prefix=config.mqtt.frigate_prefix))
+    if config.mqtt.double_take:
+        from facegate.events.double_take import DoubleTakeSink
+
+        sinks.append(DoubleTakeSink(publisher, prefix=config.mqtt.double_take_prefix))
+    return sinks
+
+
 @dataclass
 class _Presence:
     name: str | None
@@ -173,6 +187,8 @@ class Service:
         self.stats = Stats()
         self.sink = JsonLinesSink(stdout) if stdout is not None else None
         self.publisher: MqttPublisher | None = None
+        #: Frigate / Double Take copies of each event (mqtt.frigate_compat, mqtt.double_take)
+        self.compat_sinks: list[EventSink] = []
         self.discovery: Any = None
         self.remote: Any = None
         self.runner: CaptureRunner | None = None
@@ -200,6 +216,7 @@ class Service:
             spool = Spool(paths.spool, max_messages=cfg.mqtt.spool.max_messages, max_bytes=cfg.mqtt.spool.max_bytes,
                           drop_policy="drop_oldest" if cfg.mqtt.spool.drop_policy == "oldest" else "drop_newest")
             self.publisher = MqttPublisher(self.topics, mqtt_settings(cfg), spool=spool, own_spool=True)
+            self.compat_sinks = compat_sinks(cfg, self.publisher)
             if cfg.homeassistant.enabled:
                 from facegate.events.homeassistant import HaDeviceInfo, HomeAssistantDiscovery
 
@@ -407,12 +424,8 @@ class Service:
                 jpeg = event.snapshot_jpeg or (snapshot_jpeg(frame, event) if frame is not None else None)
                 if jpeg is not None:
                     self.publisher.publish_message(self.topics.snapshot(event.camera), jpeg, qos=0)
-            if self.config.mqtt.frigate_compat:
-                from facegate.events.frigate import frigate_face_update
-
-                message = frigate_face_update(event)
-                if message is not None:
-                    self.publisher.publish_message(*message)
+            for sink in self.compat_sinks:
+                sink.publish_event(payload)
         if self.on_event is not None:
             self.on_event(event)
 

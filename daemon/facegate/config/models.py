@@ -552,7 +552,20 @@ class MqttConfig(_Section):
     spool: SpoolConfig = Field(default_factory=SpoolConfig, description="offline event spool")
     snapshots: bool = Field(default=False, description="also publish a JPEG crop per event (separate topic)")
     frigate_compat: bool = Field(
-        default=False, description="also publish Frigate-style tracked_object_update face messages"
+        default=False,
+        description="also publish Frigate's face messages: <frigate_prefix>/tracked_object_update and "
+        "the recognised name as sub_label on <frigate_prefix>/events",
+    )
+    frigate_prefix: str = Field(
+        default="frigate", max_length=128, pattern=TOPIC_PATTERN,
+        description="Frigate's topic_prefix for frigate_compat (use another one when a real Frigate shares the broker)",
+    )
+    double_take: bool = Field(
+        default=False,
+        description="also publish Double Take's messages: <double_take_prefix>/matches/<name> and /cameras/<camera>",
+    )
+    double_take_prefix: str = Field(
+        default="double-take", max_length=128, pattern=TOPIC_PATTERN, description="Double Take's topic prefix"
     )
 
     @model_validator(mode="after")
