@@ -393,6 +393,18 @@ def test_enroll_reports_each_photo(rig: Rig, samples_dir: Path, coffee_bgr: Imag
     assert none.code == "nothing_enrolled" and rig.state() == before
 
 
+def test_enroll_refuses_a_hostile_png_from_its_header(rig: Rig) -> None:
+    from tests.test_hostile_images import hostile_png
+
+    bomb = base64.b64encode(hostile_png()).decode()
+    result = rig.send("gallery/enroll", {"request_id": "enr-bomb", "person_id": "bomb", "name": "Bomb",
+                                         "photos": [{"image": bomb, "label": "bomb.png"}]})
+    assert result.code == "nothing_enrolled"
+    (photo,) = json.loads(result.to_json())["result"]["photos"]
+    assert photo["outcome"] == "bad_image"
+    assert "20000x20000 image (400 MP) exceeds the 40 MP pixel cap" in photo["detail"]
+
+
 def test_enroll_precomputed_embeddings(rig: Rig, engine: FaceEngine, samples_dir: Path) -> None:
     faces = engine.represent(load_image(samples_dir / "biden.jpg"))
     assert faces[0].embedding is not None

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import cv2
 
-from facegate import sdnotify
+from facegate import images, sdnotify
 from facegate.capture.handoff import FrameHandoff
 from facegate.capture.registry import build_source
 from facegate.capture.runner import BackoffPolicy, CaptureRunner
@@ -204,6 +204,7 @@ class Service:
     def _build(self) -> None:
         cfg = self.config
         paths = cfg.paths
+        images.set_max_pixels(cfg.security.max_image_pixels)
         paths.state_dir.mkdir(parents=True, exist_ok=True)
         self.topics = Topics(cfg.device.device_id, prefix=cfg.mqtt.prefix,
                              discovery_prefix=cfg.homeassistant.discovery_prefix)
@@ -515,6 +516,7 @@ class Service:
         self.config = new
         if new.logging.level != old.logging.level:
             logging.getLogger().setLevel(new.logging.level)
+        images.set_max_pixels(new.security.max_image_pixels)
         if {"detector", "embedder"} & rebuild:
             self._build_recognition()
         self._build_matcher()

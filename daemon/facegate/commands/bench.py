@@ -2,7 +2,9 @@
 
 Without options: per-stage latency and end-to-end verify. ``--gallery`` 1:N search over synthetic
 galleries, ``--pipeline [VIDEO]`` daemon throughput/latency/RSS, ``--detectors`` detector comparison,
-``--alignment`` landmark providers and face chips, ``--all`` everything.
+``--alignment`` landmark providers and face chips, ``--hostile`` peak RSS of ``facegate detect`` on a
+20000x20000 PNG bomb with the pixel cap on and off (needs ~2.5 GB free), ``--all`` everything but
+``--hostile``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--detectors", action="store_true", help="detector comparison (ms per 640x480 image)")
     p.add_argument("--analysis", action="store_true", help="added cost per face of analysis and liveness")
     p.add_argument("--alignment", action="store_true", help="landmark providers and face chip latency per face")
+    p.add_argument("--hostile", action="store_true",
+                   help="peak RSS of detect on a 20000x20000 PNG bomb, pixel cap on and off (~2.5 GB free)")
     p.add_argument("--all", action="store_true")
     p.add_argument("--repeat", type=int, default=30)
     add_json_arg(p)
@@ -50,7 +54,7 @@ def _show(title: str, items: list[Any], out: dict[str, Any], as_json: bool) -> N
 def run(args: argparse.Namespace) -> int:
     everything = args.all
     nothing = not (args.stages or args.gallery or args.pipeline is not None or args.detectors or args.analysis
-                   or args.alignment)
+                   or args.alignment or args.hostile)
     out: dict[str, Any] = {}
     if everything or nothing or args.stages:
         from facegate.bench.stages import bench_stages, bench_verify
@@ -81,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         from facegate.bench.alignment import bench_alignment
 
         _show("landmarks and alignment per face", bench_alignment(repeat=args.repeat), out, args.json)
+    if args.hostile:
+        from facegate.bench.hostile import bench_hostile
+
+        _show("hostile image: facegate detect on a 20000x20000 PNG", bench_hostile(), out, args.json)
     if args.json:
         emit_json(out)
     return 0

@@ -621,6 +621,14 @@ class SecurityConfig(_Section):
         description="commands larger than this are rejected before decoding",
     )
     commands_per_minute: int = Field(default=30, ge=1, le=6000, description="rate limit on accepted commands")
+    max_image_pixels: int = Field(
+        default=40_000_000,  # facegate.images.DEFAULT_MAX_PIXELS (not imported: config loads no OpenCV)
+        ge=100_000,
+        le=400_000_000,
+        description="pixel cap on every decoded image (enrolment photos, replayed image folders): an image "
+        "whose header announces more pixels is refused before decoding, except a JPEG, decoded at 1/2, 1/4 "
+        "or 1/8 size when that fits; bounds memory on hostile input",
+    )
 
 
 # -------------------------------------------------------------------------------------- extras, ops

@@ -45,7 +45,7 @@ from facegate.events.topics import Topics
 from facegate.face_confirm import confirm_human_face
 from facegate.gallery.records import EnrollItem, EnrollReport
 from facegate.gallery.store import SqliteGallery
-from facegate.images import decode_base64, decode_bytes, encoded_size, sniff_format
+from facegate.images import decode_base64, decode_bytes, sniff_format
 from facegate.remote.canonical import JsonRejected, parse_json_object
 from facegate.remote.patch_types import strict_type_errors
 from facegate.remote.rate_limit import TokenBucket
@@ -84,8 +84,6 @@ from facegate.types import Embedding, ImageBGR
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-#: photos with more pixels are refused before decoding (a 3 MB PNG can expand to gigabytes)
-DEFAULT_MAX_PHOTO_PIXELS = 16_000_000
 _REQUEST_ID_MAX = 64
 
 
@@ -180,9 +178,9 @@ def config_state_payload(config: ConfigApplier, device_id: str, *, now: float | 
 
 @dataclass(frozen=True, slots=True)
 class EnrollPolicy:
-    """Screening of photos sent for enrolment; the quality gates come from the live config."""
+    """Screening of photos sent for enrolment; the quality gates come from the live config and the
+    pixel cap is the process's one (:func:`facegate.images.set_max_pixels`)."""
 
-    max_photo_pixels: int = DEFAULT_MAX_PHOTO_PIXELS
     formats: tuple[str, ...] = ("jpeg", "png")
 
 
@@ -456,12 +454,7 @@ class CommandHandler:
         fmt = sniff_format(data)
         if fmt not in self.enroll_policy.formats:
             return report("bad_image", "not a JPEG or PNG image")
-        size = encoded_size(data)
-        if size is None:
-            return report("bad_image", "the image header cannot be read")
-        if size[0] * size[1] > self.enroll_policy.max_photo_pixels:
-            return report("bad_image", f"{size[0]}x{size[1]} exceeds {self.enroll_policy.max_photo_pixels} pixels")
-        try:
+        try:  # the process's pixel cap (security.max_image_pixels), checked on the header first
             image = decode_bytes(data, name=f"photo {index}")
         except ImageError as err:
             return report("bad_image", str(err)[:200])
@@ -603,7 +596,6 @@ class CommandHandler:
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
-    "DEFAULT_MAX_PHOTO_PIXELS",
     "CommandHandler",
     "CommandResult",
     "ConfigApplier",
