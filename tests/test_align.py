@@ -16,10 +16,12 @@ from facegate.align import (
     pyramid_down2,
     similarity_transform,
 )
+from facegate.detectors.base import FaceDetector
 from facegate.errors import ConfigError, ModelNotInstalledError, NoFaceError
 from facegate.inference.manifest import AlignmentSpec, ModelZoo, bundled_models_dir
 from facegate.landmarks.base import DLIB5_NAMES, points_of
 from facegate.types import Box, FaceDetection, ImageBGR
+from tests.fixtures.images import read_bgr
 
 SAMPLES = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
 # ArcFace's 112x112 five points (insightface), as a manifest would give them, normalised to [0, 1]
@@ -41,7 +43,7 @@ def dlib_spec() -> AlignmentSpec:
 
 
 @pytest.fixture(scope="module")
-def detector():  # type: ignore[no-untyped-def]
+def detector() -> FaceDetector:
     from facegate.detectors.registry import build_detector
 
     try:
@@ -50,16 +52,14 @@ def detector():  # type: ignore[no-untyped-def]
         pytest.skip(f"BlazeFace model not installed yet: {err}")
 
 
-def _largest(detector, image: ImageBGR) -> FaceDetection:  # type: ignore[no-untyped-def]
+def _largest(detector: FaceDetector, image: ImageBGR) -> FaceDetection:
     found = detector.detect(image)
     assert found, "no face found"
     return max(found, key=lambda d: d.box.area)
 
 
 def _sample(samples_dir: Path, name: str) -> ImageBGR:
-    image = cv2.imread(str(samples_dir / name), cv2.IMREAD_COLOR)
-    assert image is not None
-    return np.asarray(image, dtype=np.uint8)
+    return read_bgr(samples_dir / name)
 
 
 def test_chips_are_150px_uint8_with_sane_quality(detector, dlib_spec: AlignmentSpec, samples_dir: Path,  # type: ignore[no-untyped-def]
@@ -171,7 +171,8 @@ def test_chip_is_bit_exact_with_dlib_get_face_chip(dlib_spec: AlignmentSpec, sam
     images = [_sample(samples_dir, n) for n in SAMPLES] + [astronaut_bgr]
     for image in images:
         for scale in (0.5, 1.0, 1.6):  # 1.6: the pyramid is used
-            img = np.ascontiguousarray(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR))
+            img = np.ascontiguousarray(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR),
+                                       dtype=np.uint8)
             rect = dlib_rect(img)
             assert rect is not None
             rgb = np.ascontiguousarray(img[:, :, ::-1])

@@ -12,6 +12,7 @@ import pytest
 import facegate
 from facegate.errors import ConfigError, EmbeddingError, EnrollmentError, ImageError, NoFaceError
 from facegate.gallery.store import SqliteGallery
+from tests.fixtures.images import read_bgr
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_every_metric_separates_the_samples(samples_dir: Path, metric: str) -> N
 def test_verify_accepts_embeddings_and_rejects_wrong_dimensions(obama: Path, samples_dir: Path) -> None:
     rep = facegate.represent(obama)
     assert isinstance(rep, list)
-    vector = list(rep[0].embedding)  # type: ignore[union-attr]
+    vector = list(rep[0].embedding)
     result = facegate.verify(vector, samples_dir / "obama2.jpg")
     assert result.verified and result.facial_areas["img1"] is None
     with pytest.raises(EmbeddingError, match=r"Dlib.*128|128.*Dlib") as err:
@@ -64,21 +65,21 @@ def test_represent_fields_batches_and_l2(samples_dir: Path) -> None:
     reps = facegate.represent(samples_dir / "obama.jpg")
     assert len(reps) == 1
     rep = reps[0]
-    assert len(rep.embedding) == 128  # type: ignore[union-attr]
-    assert set(rep.to_dict()) == {"embedding", "facial_area", "face_confidence"}  # type: ignore[union-attr]
-    assert 0.5 < rep.face_confidence <= 1.0  # type: ignore[union-attr]
+    assert len(rep.embedding) == 128
+    assert set(rep.to_dict()) == {"embedding", "facial_area", "face_confidence"}
+    assert 0.5 < rep.face_confidence <= 1.0
     batch = facegate.represent([samples_dir / "obama.jpg", samples_dir / "biden.jpg"])
-    assert len(batch) == 2 and all(len(b) == 1 for b in batch)  # type: ignore[arg-type]
-    np.testing.assert_allclose(batch[0][0].embedding, rep.embedding, atol=1e-6)  # type: ignore[index,union-attr]
+    assert len(batch) == 2 and all(len(b) == 1 for b in batch)
+    np.testing.assert_allclose(batch[0][0].embedding, rep.embedding, atol=1e-6)
     unit = facegate.represent(samples_dir / "obama.jpg", l2_normalize=True)[0]
-    assert np.linalg.norm(unit.embedding) == pytest.approx(1.0, abs=1e-5)  # type: ignore[union-attr]
+    assert np.linalg.norm(unit.embedding) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_image_inputs_path_array_bytes_base64(obama: Path) -> None:
     data = obama.read_bytes()
-    array = cv2.imread(str(obama))
+    array = read_bgr(obama)
     b64 = base64.b64encode(data).decode()
-    vectors = [facegate.represent(src)[0].embedding for src in  # type: ignore[union-attr]
+    vectors = [facegate.represent(src)[0].embedding for src in
                (obama, str(obama), array, data, b64, f"data:image/jpeg;base64,{b64}")]
     for v in vectors[1:]:
         np.testing.assert_allclose(v, vectors[0], atol=1e-5)
@@ -110,17 +111,17 @@ def test_black_image_with_and_without_enforce_detection() -> None:
     with pytest.raises(NoFaceError):
         facegate.verify(black, black)
     reps = facegate.represent(black, enforce_detection=False)
-    assert len(reps) == 1 and reps[0].face_confidence == 0  # type: ignore[union-attr]
+    assert len(reps) == 1 and reps[0].face_confidence == 0
     faces = facegate.extract_faces(black, enforce_detection=False)
     assert len(faces) == 1 and faces[0].confidence == 0
 
 
 def test_skip_detector_uses_the_whole_image(obama: Path) -> None:
     chip = facegate.extract_faces(obama, normalize_face=False, color_face="bgr")[0].face
-    direct = facegate.represent(obama)[0].embedding  # type: ignore[union-attr]
+    direct = facegate.represent(obama)[0].embedding
     skipped = facegate.represent(np.ascontiguousarray(chip), detector_backend="skip")[0]
-    assert skipped.facial_area.w == 150  # type: ignore[union-attr]
-    assert np.linalg.norm(np.asarray(skipped.embedding) - np.asarray(direct)) < 0.1  # type: ignore[union-attr]
+    assert skipped.facial_area.w == 150
+    assert np.linalg.norm(np.asarray(skipped.embedding) - np.asarray(direct)) < 0.1
 
 
 def test_unknown_metric_and_model_give_clear_errors(obama: Path) -> None:
@@ -153,8 +154,8 @@ def test_bad_inputs_are_rejected_with_the_input_named(tmp_path: Path, obama: Pat
 
 
 def test_unusual_image_formats_decode(tmp_path: Path, obama: Path) -> None:
-    bgr = cv2.imread(str(obama))
-    reference = facegate.represent(bgr)[0].embedding  # type: ignore[union-attr]
+    bgr = read_bgr(obama)
+    reference = facegate.represent(bgr)[0].embedding
     webp = tmp_path / "actually_webp.jpg"
     ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 100])
     assert ok
@@ -163,13 +164,13 @@ def test_unusual_image_formats_decode(tmp_path: Path, obama: Path) -> None:
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     sixteen = bgr.astype(np.uint16) * 257
     for source in (webp, rgba, sixteen):
-        v = facegate.represent(source)[0].embedding  # type: ignore[union-attr]
+        v = facegate.represent(source)[0].embedding
         assert np.linalg.norm(np.asarray(v) - np.asarray(reference)) < 0.1
     assert len(facegate.represent(gray)) == 1
 
 
 def test_enormous_image_is_downscaled_for_detection(tmp_path: Path, obama: Path) -> None:
-    bgr = cv2.imread(str(obama))
+    bgr = read_bgr(obama)
     big = cv2.resize(bgr, (bgr.shape[1] * 8, bgr.shape[0] * 8), interpolation=cv2.INTER_LINEAR)  # ~66 MP
     path = tmp_path / "big.jpg"
     assert cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, 80])
@@ -232,7 +233,7 @@ def test_find_on_a_folder_of_people_keeps_in_sync(tmp_path: Path, samples_dir: P
 def test_analyze_and_build_model_are_part_of_the_facade(obama: Path) -> None:
     results = facegate.analyze(obama)
     assert len(results) == 1
-    d = results[0].to_dict()  # type: ignore[union-attr]
+    d = results[0].to_dict()
     for key in ("region", "face_confidence", "age", "dominant_gender", "gender", "dominant_emotion", "emotion"):
         assert key in d
     assert d["dominant_gender"] == "Man" and d["region"]["left_eye"][0] > d["region"]["right_eye"][0]

@@ -6,15 +6,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
 from facegate.cli import EXIT_BAD_INPUT, EXIT_NO_FACE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, main
+from tests.fixtures.images import read_bgr
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
     code = main([*argv, "--json"])
     out = capsys.readouterr().out
     return code, json.loads(out) if out.strip() else None
@@ -52,8 +54,8 @@ def test_detect_draws_boxes(tmp_path: Path, samples_dir: Path, capsys: pytest.Ca
     assert code == EXIT_OK and isinstance(result, dict) and len(result["faces"]) == 1
     face = result["faces"][0]
     assert face["landmarks"]["left_eye"][0] > face["landmarks"]["right_eye"][0]
-    drawn = cv2.imread(str(out))
-    original = cv2.imread(str(samples_dir / "obama.jpg"))
+    drawn = read_bgr(out)
+    original = read_bgr(samples_dir / "obama.jpg")
     assert drawn.shape == original.shape and not np.array_equal(drawn, original)
 
 
@@ -69,7 +71,7 @@ def test_enroll_find_gallery_round_trip(tmp_path: Path, samples_dir: Path,
     code, unknown = run_json(capsys, "find", str(samples_dir / "biden.jpg"), "--gallery", db)
     assert code == EXIT_NO_MATCH and isinstance(unknown, list) and unknown[0]["identity"] is None
     code, people = run_json(capsys, "gallery", "--gallery", db, "list")
-    assert code == EXIT_OK and [p["person_id"] for p in people] == ["barack-obama"]  # type: ignore[union-attr]
+    assert code == EXIT_OK and [p["person_id"] for p in people] == ["barack-obama"]
     export = tmp_path / "export.json"
     assert main(["gallery", "--gallery", db, "export", str(export)]) == EXIT_OK
     db2 = str(tmp_path / "g2.sqlite3")

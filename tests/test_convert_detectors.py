@@ -172,7 +172,7 @@ def _facenet_pytorch_mtcnn(torch: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setitem(sys.modules, name, module)
     for name in [m for m in sys.modules if m.startswith("facenet_pytorch")]:
         monkeypatch.delitem(sys.modules, name)
-    from facenet_pytorch.models.mtcnn import MTCNN  # type: ignore[import-untyped]
+    from facenet_pytorch.models.mtcnn import MTCNN  # type: ignore[import-not-found]
 
     return MTCNN(keep_all=True)
 

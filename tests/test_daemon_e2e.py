@@ -254,13 +254,13 @@ def test_hamilton_clip_recognizes_lin_manuel_miranda_and_nobody_wrongly(shared_d
     assert any(p == "lin_manuel_miranda" for _, p in recognized)
     # timeline: Lin-Manuel Miranda frontal from ~frame 85 to ~215; Obama only in the audience after ~215;
     # Alex Lacamoire in profile before ~95
-    for index, person in recognized:
-        plausible = {"lin_manuel_miranda"} if 80 <= index <= 220 else set()
+    for index, recognized_id in recognized:
+        plausible: set[str | None] = {"lin_manuel_miranda"} if 80 <= index <= 220 else set()
         if index >= 215:
             plausible.add("barack_obama")
         if index < 95:
             plausible.add("alex_lacamoire")
-        assert person in plausible, f"frame {index}: {person} recognized where they are not on screen"
+        assert recognized_id in plausible, f"frame {index}: {recognized_id} recognized where they are not on screen"
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def obs(person: str | None, distance: float, t: float, *, margin: float = 0.3, f
 def feed(
     engine: DecisionEngine,
     track_id: int,
-    seq: list[tuple[str | None, float]],
+    seq: Sequence[tuple[str | None, float]],
     *,
     start: float = 0.0,
     dt: float = 0.1,
@@ -338,7 +339,7 @@ def test_invalid_decision_config() -> None:
     for kwargs in ({"min_frames": 0}, {"dominance": 0.5}, {"window_s": 0.0}, {"max_votes": 2},
                    {"min_mean_weight": 1.5}, {"cooldown_s": -1.0}):
         with pytest.raises(ConfigError):
-            DecisionConfig(**kwargs)  # type: ignore[arg-type]
+            DecisionConfig(**kwargs)
 
 
 @given(

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from facegate.detectors.base import FaceDetector
 from facegate.errors import ConfigError, ModelError, ModelNotInstalledError
 from facegate.inference.manifest import ModelZoo, bundled_models_dir
 from facegate.landmarks.base import DLIB5_NAMES, Landmarker, points_of
@@ -20,11 +21,12 @@ from facegate.landmarks.shape_predictor import (
     centre_coordinates,
 )
 from facegate.types import Box, FaceDetection, ImageBGR
+from tests.fixtures.images import read_bgr
 
 SAMPLES = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
 
 
-def _detector():  # type: ignore[no-untyped-def]
+def _detector() -> FaceDetector:
     from facegate.detectors.registry import build_detector
 
     try:
@@ -40,7 +42,7 @@ def _largest(image: ImageBGR) -> FaceDetection:
 
 
 def _faces(samples_dir: Path, astronaut_bgr: ImageBGR) -> list[tuple[str, ImageBGR]]:
-    images = [(name, cv2.imread(str(samples_dir / name), cv2.IMREAD_COLOR)) for name in SAMPLES]
+    images = [(name, read_bgr(samples_dir / name)) for name in SAMPLES]
     return [*images, ("astronaut", astronaut_bgr)]
 
 
@@ -90,7 +92,7 @@ def test_providers_agree_on_the_points(samples_dir: Path, astronaut_bgr: ImageBG
 
 
 def test_shape_predictor_follows_the_face_when_the_photo_is_shifted(samples_dir: Path) -> None:
-    image = cv2.imread(str(samples_dir / "obama.jpg"), cv2.IMREAD_COLOR)
+    image = read_bgr(samples_dir / "obama.jpg")
     lm = build_landmarker("shape_predictor")
     det = _largest(image)
     shifted = np.zeros_like(image)
@@ -163,7 +165,7 @@ def test_numpy_predictor_matches_dlib_on_dlib_rectangles(samples_dir: Path, astr
     checked = 0
     for name, image in _faces(samples_dir, astronaut_bgr):
         for scale in (0.7, 1.0):
-            img = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            img = np.asarray(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), dtype=np.uint8)
             rect = dlib_rect(img)
             assert rect is not None, name
             shape = theirs(np.ascontiguousarray(img[:, :, ::-1]), dlib.rectangle(*rect))

@@ -324,7 +324,7 @@ def test_hamilton_clip_names_only_lin_manuel_miranda(rig: Rig, shared_data: Path
             ok, image = capture.read()
             if not ok:
                 break
-            frame = Frame(image, "hamilton", index, monotonic=index / fps, wall=index / fps)
+            frame = Frame(np.asarray(image, dtype=np.uint8), "hamilton", index, monotonic=index / fps, wall=index / fps)
             events.extend((index, e) for e in pipeline.step(frame))
             index += 1
     finally:

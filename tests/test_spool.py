@@ -19,7 +19,8 @@ def msg(i: int, size: int = 10) -> OutgoingMessage:
 def test_fifo_peek_ack(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db") as spool:
         seqs = [spool.put(msg(i)) for i in range(5)]
-        assert all(s is not None for s in seqs) and seqs == sorted(seqs)
+        assert all(s is not None for s in seqs)
+        assert seqs == sorted(s for s in seqs if s is not None)
         batch = spool.peek_batch(3)
         assert [m.event_id for m in batch] == ["e0", "e1", "e2"]
         assert len(spool) == 5  # peek removes nothing
