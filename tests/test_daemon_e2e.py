@@ -25,6 +25,7 @@ from facegate.enrollment import enroll_photos
 from facegate.service import Service
 from facegate.types import FaceEvent
 from tests.fixtures.mosquitto import MosquittoBroker, MqttCollector, retained_value
+from tests.fixtures.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 EVENT_SCHEMA = json.loads((REPO / "config" / "event.schema.json").read_text())
@@ -158,7 +159,7 @@ def test_killed_daemon_leaves_offline_status(
 def test_broker_outage_loses_no_event(
     tmp_path: Path, demo_frames_dir: Path, mosquitto_private: MosquittoBroker, topic_prefix: str
 ) -> None:
-    """The broker is down for 10 s during a replay: every event printed is delivered afterwards, in order,
+    """The broker is down while events are produced: every event printed is delivered afterwards, in order,
     at least once with the same event id (duplicates are possible for the one in flight)."""
     state = enrolled_state(tmp_path)
     config = write_config(tmp_path / "facegate.yaml", state=state, frames=demo_frames_dir, broker=mosquitto_private,
@@ -166,20 +167,36 @@ def test_broker_outage_loses_no_event(
     base = f"{topic_prefix}/door1"
     collector = MqttCollector(mosquitto_private, [f"{base}/event"], persistent=True, client_id=f"c-{topic_prefix}")
     proc = start_daemon(config)
+    lines: list[str] = []  # the daemon's stdout, read as it is printed
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")) if proc.stdout else None)
+    reader.start()
+
+    def printed() -> list[str]:
+        return [e["event_id"] for e in stdout_events("".join(lines))]
+
     try:
         collector.wait_for_count(f"{base}/event", 2, timeout=90)
         mosquitto_private.stop()
-        time.sleep(10)
+        before_outage = len(printed())
+        wait_until(lambda: len(printed()) >= before_outage + 2 or proc.poll() is not None, 60,
+                   "events produced while the broker is down")
         assert proc.poll() is None, "the daemon must survive a broker outage"
         mosquitto_private.start()
-        time.sleep(8)  # let the daemon reconnect and flush its spool, and produce more events
+        after_restart = len(printed())
+        # reconnected: the spool is flushed and an event produced after the restart arrives too
+        wait_until(lambda: len(printed()) > after_restart, 60, "an event after the restart")
+        collector.wait_for(lambda ms: printed()[after_restart] in {json.loads(m.payload)["event_id"] for m in ms},
+                           timeout=60)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        reader.join(60)
+        err = proc.stderr.read() if proc.stderr else ""
+        proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
+        reader.join(10)
     assert proc.returncode == 0, err[-2000:]
-    produced = [e["event_id"] for e in stdout_events(out)]
+    produced = printed()
     received = collector.wait_for(
         lambda ms: set(produced) <= {json.loads(m.payload)["event_id"] for m in ms}, timeout=30)
     ids = [json.loads(m.payload)["event_id"] for m in received]

@@ -38,6 +38,7 @@ from tests.fixtures.remote_device import (
     start_device,
     write_device_config,
 )
+from tests.fixtures.waiting import wait_until
 
 jsonschema = pytest.importorskip("jsonschema")
 FLEET_SCHEMA = json.loads((REPO_ROOT / "config" / "commands" / "fleet_record.schema.json").read_text())
@@ -49,15 +50,6 @@ def engine() -> FaceEngine:
         return get_engine()
     except ModelNotInstalledError as err:
         pytest.skip(f"face models not installed: {err}")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 class Controller:
@@ -326,9 +318,11 @@ def test_two_facegate_run_processes_converge_including_offline_device_and_tombst
         b.start()
         collector.wait_for(ready("door2", t3), 60)
         collector.wait_for(recognized("door2", "biden", t3), 30)
-        timings["B restarted (incl. model load) -> B recognizes biden"] = time.monotonic() - t3
+        t_biden = time.monotonic()
+        timings["B restarted (incl. model load) -> B recognizes biden"] = t_biden - t3
         assert people("door2") == ["biden"]
-        time.sleep(4.5)  # more than one full loop of B's camera, which shows obama too
+        # biden recognized once more: B's camera went through a full loop, which shows obama too
+        collector.wait_for(recognized("door2", "biden", t_biden), 30)
         assert not recognized("door2", "obama", t3)(collector.messages()), "the tombstone did not reach B"
 
         # an enrolment on B reaches A; a deletion on A reaches B while both are online
@@ -353,9 +347,13 @@ def test_two_facegate_run_processes_converge_including_offline_device_and_tombst
         # a live config change goes through the frame loop: a strict threshold stops the recognitions
         strict = controller.send("door1", "config/set", {"patch": {"recognition": {"threshold": 0.2}}})
         assert strict["ok"] and strict["result"]["changed"] == ["recognition.threshold"], strict
-        time.sleep(1.0)  # the patch is applied between two frames
-        t6 = time.monotonic()
-        time.sleep(4.5)
+        # the patch is applied between two frames (the frame loop drains its queue at least every 0.5 s)
+        t6 = time.monotonic() + 1.0
+        # B (same frames, same pace, threshold unchanged) recognizes obama on two loops of the camera:
+        # A's camera has shown obama at least once meanwhile
+        collector.wait_for(recognized("door2", "obama", t6), 30)
+        t_b = time.monotonic()
+        collector.wait_for(recognized("door2", "obama", t_b), 30)
         assert not recognized("door1", "obama", t6)(collector.messages()), "threshold 0.2 not applied live"
         reset = controller.send("door1", "config/set", {"patch": {"recognition": {"threshold": None}}})
         assert reset["ok"], reset

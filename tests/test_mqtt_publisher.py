@@ -32,6 +32,7 @@ from tests.fixtures.mosquitto import (
     tls_broker,
 )
 from tests.fixtures.publisher_child import make_event
+from tests.fixtures.waiting import wait_until
 
 CHILD = Path(__file__).resolve().parent / "fixtures" / "publisher_child.py"
 Collect = Callable[..., MqttCollector]
@@ -194,14 +195,17 @@ def test_broker_outage_loses_nothing_and_keeps_order(
 
     producer = threading.Thread(target=produce)
     producer.start()
-    time.sleep(2.0)
+    collector.wait_for(lambda ms: len(event_ids(ms)) >= 20, timeout=20)  # delivering before the outage
     broker.stop()
     outage_start = len(produced)
-    time.sleep(10.0)
+    wait_until(lambda: not publisher.is_connected and len(produced) - outage_start >= 120, 30,
+               "120 events produced while the broker is down")
     during_outage = len(produced) - outage_start
     depth_at_restart = len(publisher.spool)
     broker.start()
-    time.sleep(2.0)
+    restart_mark = len(produced)
+    # back online and delivering events produced after the restart, not only the spooled ones
+    collector.wait_for(lambda ms: f"ev-{restart_mark + 20:04d}" in event_ids(ms), timeout=40)
     stop.set()
     producer.join()
 

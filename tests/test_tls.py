@@ -27,6 +27,7 @@ from facegate.remote.signing import sign_command
 from tests.conftest import REPO_ROOT
 from tests.fixtures.mosquitto import MosquittoBroker, TlsMaterial, free_port, generate_tls_material, tls_broker
 from tests.fixtures.remote_device import SECRET, start_device, write_device_config
+from tests.fixtures.waiting import wait_until
 
 EXAMPLE_CONF = REPO_ROOT / "config" / "mosquitto" / "mosquitto.example.conf"
 EXAMPLE_ACL = REPO_ROOT / "config" / "mosquitto" / "acl.example"
@@ -69,7 +70,10 @@ def test_tls_with_verification_succeeds_and_wrong_ca_or_plain_text_fail(
         other = generate_tls_material(tmp_path / "other-ca")
         wrong = _publisher(broker.port, TlsSettings(ca_file=other.ca_cert), publishers)
         plain = _publisher(broker.port, None, publishers)
-        time.sleep(3.0)  # several reconnect attempts (1 s backoff) must all fail
+        # a refused attempt is recorded as the last failure; until then "not connected" would prove nothing
+        # several attempts of each, all refused by the broker: a wrong CA alert, plain text on a TLS port
+        wait_until(lambda: broker.log_text().count("alert unknown ca") >= 2
+                   and broker.log_text().count("wrong version number") >= 2, 15, "refused connection retries")
         assert not wrong.is_connected and wrong.last_failure is not None
         assert not plain.is_connected
         # the host name is verified too: the server certificate names 127.0.0.1 and localhost only
