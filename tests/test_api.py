@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import facegate
+from facegate.enrollment import EnrollOutcome
 from facegate.errors import ConfigError, EmbeddingError, EnrollmentError, ImageError, NoFaceError
 from facegate.gallery.store import SqliteGallery
 from tests.fixtures.images import read_bgr
@@ -208,7 +209,9 @@ def test_enrolment_reports_each_photo_and_writes_nothing_when_all_fail(tmp_path:
     broken.write_bytes(b"\xff\xd8\xff\xe0 broken")
     with pytest.raises(EnrollmentError) as caught:
         facegate.enroll("nobody", "Nobody", [coffee, broken], gallery=db)
-    assert [p.status for p in caught.value.outcome.photos] == ["no_face", "bad_image"]
+    outcome = caught.value.outcome
+    assert isinstance(outcome, EnrollOutcome)
+    assert [p.status for p in outcome.photos] == ["no_face", "bad_image"]
     with SqliteGallery(db) as gallery:
         assert gallery.people() == []
     mixed = facegate.enroll("joe_biden", "Joe Biden", [coffee, samples_dir / "biden.jpg"], gallery=db)

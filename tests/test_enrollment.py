@@ -12,7 +12,7 @@ import pytest
 import facegate
 from facegate.cli import main
 from facegate.engine import get_engine
-from facegate.enrollment import choose_face
+from facegate.enrollment import EnrollOutcome, choose_face
 from facegate.errors import EnrollmentError
 from facegate.gallery.store import SqliteGallery
 from facegate.images import load_image
@@ -58,7 +58,9 @@ def test_enroll_raises_listing_every_refused_photo(tmp_path: Path, samples_dir: 
     for label, reason in ((coffee, "no_face"), (broken, "bad_image"), (pair, "several_faces")):
         assert f"{label}: {reason}" in message, message
     assert "face_index" in message  # the ambiguous photo says how to choose
-    assert [p.status for p in caught.value.outcome.photos] == ["no_face", "bad_image", "several_faces"]
+    outcome = caught.value.outcome
+    assert isinstance(outcome, EnrollOutcome)
+    assert [p.status for p in outcome.photos] == ["no_face", "bad_image", "several_faces"]
     with SqliteGallery(db) as gallery:
         assert gallery.people() == []
     # ValueError, as DeepFace raises on bad input
