@@ -94,6 +94,7 @@ def test_skip_reports_no_eyes_and_still_embeds(astronaut_bgr: ImageBGR) -> None:
 
     crop = astronaut_bgr[40:260, 150:330]
     (rep,) = api.represent(crop, detector_backend="skip")
+    assert isinstance(rep, api.Representation)
     area = rep.to_dict()["facial_area"]
     assert area["left_eye"] is None and area["right_eye"] is None
     assert (area["w"], area["h"]) == (180, 220)
