@@ -20,6 +20,8 @@ import pytest
 
 from facegate.events.homeassistant import (
     AVAILABILITY_TEMPLATE,
+    CAMERA_PROBLEM_VALUE_TEMPLATE,
+    CONNECTED_TEMPLATE,
     EVENT_TYPES,
     EVENT_VALUE_TEMPLATE,
     LAST_RECOGNIZED_VALUE_TEMPLATE,
@@ -63,6 +65,9 @@ _ENTITY_COMMON = {
     "icon": {"type": "string", "pattern": "^mdi:"},
     "device_class": {"type": ["string", "null"]},
     "qos": {"enum": [0, 1, 2]},
+    "entity_category": {"enum": ["config", "diagnostic"]},
+    "availability": {"type": "array", "items": _AVAILABILITY_ITEM, "minItems": 1},
+    "availability_mode": {"enum": ["all", "any", "latest"]},
 }
 
 _PLATFORMS: dict[str, dict[str, Any]] = {
@@ -156,7 +161,9 @@ def test_payload_matches_documented_schema(topics: Topics) -> None:
     check_discovery(topics.ha_device_config, payload, topics)
     cmps = payload["cmps"]
     assert set(cmps) == {"recognition", "presence_alice", "presence_bob", "last_recognized_front",
-                         "last_recognized_garage"}
+                         "last_recognized_garage", "camera_problem_front", "camera_problem_garage"}
+    assert cmps["camera_problem_front"]["device_class"] == "problem"
+    assert cmps["camera_problem_front"]["state_topic"] == topics.camera_health("front")
     assert cmps["recognition"]["event_types"] == list(EVENT_TYPES)
     assert cmps["recognition"]["state_topic"] == topics.event
     assert cmps["presence_bob"]["name"] == "bob" and cmps["presence_alice"]["device_class"] == "presence"
@@ -213,6 +220,14 @@ def test_templates_render_like_home_assistant(topics: Topics) -> None:
     assert (render(PRESENCE_VALUE_TEMPLATE, present), render(PRESENCE_VALUE_TEMPLATE, absent)) == ("ON", "OFF")
     nobody = json.dumps(last_recognized_payload("front", None)).encode()
     assert render(LAST_RECOGNIZED_VALUE_TEMPLATE, nobody) == "nobody"
+    # a blind device is not "online" for its entities, but its camera problem sensors stay available
+    assert render(AVAILABILITY_TEMPLATE, b"degraded") == "offline"
+    for status, expected in (("online", "online"), ("degraded", "online"), ("offline", "offline"),
+                             ("stopped", "offline")):
+        assert render(CONNECTED_TEMPLATE, status.encode()) == expected
+    for problem, expected in ((True, "ON"), (False, "OFF")):
+        health = json.dumps({"camera": "front", "state": "down", "problem": problem}).encode()
+        assert render(CAMERA_PROBLEM_VALUE_TEMPLATE, health) == expected
 
 
 @pytest.fixture

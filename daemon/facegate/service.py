@@ -5,8 +5,13 @@ oldest frame; this module's frame loop (inference, decisions, publishing); paho'
 the publisher's sender/dispatcher threads. Remote commands arrive on the dispatcher thread and are
 applied between frames (``_pending`` queue), so the pipeline is only ever touched by the frame loop.
 
-Lifecycle: ``READY=1`` once the models are loaded and the spool is open (the broker may still be
-connecting: events are spooled meanwhile); ``WATCHDOG=1`` from the frame loop, so a hung pipeline is
+Lifecycle: ``READY=1`` once the models are loaded, the spool is open and a camera delivered its first
+frame, or after ``READY_TIMEOUT_S`` without one (then with ``STATUS=degraded: ...``, so systemd neither
+waits for ever nor kill-loops a daemon whose camera is unplugged; the broker may still be connecting:
+events are spooled meanwhile). Camera health (see :mod:`facegate.capture.health`) is checked from the
+frame loop and published on change: retained ``camera/<id>/health`` and ``camera/<id>/availability``,
+and the device status ``online`` only while at least one camera delivers frames, else ``degraded``.
+``WATCHDOG=1`` from the frame loop, so a hung pipeline is
 restarted by systemd; SIGTERM/SIGINT stop cleanly (retained ``stopped``); SIGHUP reloads the YAML and
 the runtime overlay and rebuilds only what changed.
 """
@@ -28,6 +33,7 @@ import cv2
 
 from facegate import images, sdnotify
 from facegate.capture.handoff import FrameHandoff
+from facegate.capture.health import CameraStatus, camera_status
 from facegate.capture.registry import build_source
 from facegate.capture.runner import BackoffPolicy, CaptureRunner
 from facegate.config.models import FacegateConfig
@@ -37,7 +43,11 @@ from facegate.engine import FaceEngine
 from facegate.errors import CaptureFatal, ConfigError, FacegateError
 from facegate.events.mqtt import EventSink, JsonLinesSink, MqttPublisher, MqttSettings, TlsSettings
 from facegate.events.payloads import (
+    STATUS_DEGRADED,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
     CameraHealthPayload,
+    CameraStatusPayload,
     LastRecognizedPayload,
     LatencyPayload,
     PresencePayload,
@@ -58,6 +68,11 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FATAL = 5
+
+#: READY=1 at the latest this long after capture started, even if no camera delivered a frame
+READY_TIMEOUT_S = 20.0
+#: how often the frame loop re-evaluates camera health
+HEALTH_INTERVAL_S = 0.2
 
 #: capture runner states -> the states published in ``stats``
 _CAMERA_STATES: dict[str, Any] = {
@@ -198,6 +213,12 @@ class Service:
         self._last_stats = 0.0
         self.counters = ServiceCounters()
         self.ready_at: float | None = None
+        self.ready_timeout_s = READY_TIMEOUT_S
+        self._ready_deadline = 0.0
+        self._camera_status: dict[str, CameraStatus] = {}
+        self._camera_since: dict[str, float] = {}
+        self._last_health = 0.0
+        self._systemd_status = ""
         self._build()
 
     # ------------------------------------------------------------------ construction
@@ -333,6 +354,8 @@ class Service:
         """Run until stopped, or until every (finite) source has ended. Returns an exit code."""
         self._build_capture()
         if self.publisher is not None:
+            # "online" only once a camera delivers frames (set by the health check)
+            self.publisher.set_status(STATUS_DEGRADED)
             self.publisher.start()
             if self.discovery is not None:
                 self.discovery.attach()
@@ -341,9 +364,8 @@ class Service:
         if self.runner is not None:
             self.runner.start()
             cameras = len(self.runner.cameras)
-        self.ready_at = time.monotonic()
-        sdnotify.ready(f"running {cameras} camera(s)")
-        logger.info("facegate running: %d camera(s), model %s, detector %s, gallery %d people",
+        self._ready_deadline = time.monotonic() + self.ready_timeout_s
+        logger.info("facegate started: %d camera(s), model %s, detector %s, gallery %d people",
                     cameras, self.engine.model_id, self.engine.detector_backend, len(self.gallery.people()))
         watchdog = sdnotify.Watchdog()
         code = EXIT_OK
@@ -383,10 +405,61 @@ class Service:
                 for event in events:
                     self._emit(event, frame)
             self._expire_presence(now)
+            if now - self._last_health >= HEALTH_INTERVAL_S:
+                self._last_health = now
+                self.check_camera_health(now)
             if now - self._last_stats >= self.config.stats.interval_s:
                 self._last_stats = now
                 self.publish_stats()
         return EXIT_OK
+
+    # ------------------------------------------------------------------ camera health and readiness
+    def check_camera_health(self, now: float | None = None) -> dict[str, CameraStatus]:
+        """Publish every camera whose condition changed, the device status, and READY when due."""
+        now = time.monotonic() if now is None else now
+        health = self.runner.health() if self.runner is not None else {}
+        statuses = {camera: camera_status(h) for camera, h in health.items()}
+        for camera, status in statuses.items():
+            if self._camera_status.get(camera) != status:
+                self._camera_status[camera] = status
+                self._camera_since[camera] = time.time()
+                self._publish_camera_status(status)
+        for camera in set(self._camera_status) - set(statuses):  # camera removed or disabled
+            del self._camera_status[camera]
+        delivering = [c for c, st in statuses.items() if st.delivering]
+        if self.publisher is not None:
+            self.publisher.set_status(STATUS_ONLINE if delivering else STATUS_DEGRADED)
+        text = self._status_text(statuses, delivering)
+        if self.ready_at is None and (delivering or now >= self._ready_deadline or not statuses):
+            self.ready_at = now
+            sdnotify.ready(text)
+            (logger.info if delivering else logger.warning)("facegate ready: %s", text)
+        elif self.ready_at is not None and text != self._systemd_status:
+            sdnotify.status(text)
+        self._systemd_status = text
+        return statuses
+
+    @staticmethod
+    def _status_text(statuses: dict[str, CameraStatus], delivering: list[str]) -> str:
+        if not statuses:
+            return "degraded: no camera enabled"
+        if delivering:
+            return f"running: {len(delivering)} of {len(statuses)} camera(s) delivering frames"
+        worst = "; ".join(f"{c} {st.condition}" + (f" ({st.last_error})" if st.last_error else "")
+                          for c, st in sorted(statuses.items()))
+        return f"degraded: no camera delivers frames: {worst}"[:400]
+
+    def _publish_camera_status(self, status: CameraStatus) -> None:
+        log = logger.warning if status.problem else logger.info
+        log("camera %s: %s%s", status.camera, status.condition, f" ({status.last_error})" if status.last_error else "")
+        if self.publisher is None:
+            return
+        payload = CameraStatusPayload(camera=status.camera, state=status.condition, problem=status.problem,
+                                      last_error=status.last_error,
+                                      since=iso_utc(self._camera_since.get(status.camera, time.time())))
+        self.publisher.publish_state(self.topics.camera_health(status.camera), payload.model_dump(mode="json"))
+        self.publisher.publish_state(self.topics.camera_availability(status.camera),
+                                     STATUS_ONLINE if status.delivering else STATUS_OFFLINE)
 
     def _all_failed(self) -> bool:
         if self.runner is None:

@@ -65,6 +65,13 @@ class FrameSource(abc.ABC):
         """True when the source ends by itself (a replay without loop)."""
         return False
 
+    def probe(self) -> bool:
+        """Cheap reachability check (no decoding, well under a second): False only when the source
+        certainly cannot open now (device node or file missing, TCP port refused). The runner polls it
+        while waiting to reconnect an unreachable source, so a camera that comes back is reopened at once
+        instead of after the backoff delay. Default: True (cannot tell cheaply)."""
+        return True
+
     @abc.abstractmethod
     def open(self) -> None: ...
 

@@ -31,6 +31,8 @@ import functools
 import logging
 import os
 import re
+import socket
+import urllib.parse
 from typing import Literal
 
 import cv2
@@ -55,6 +57,24 @@ def classify(device: int | str) -> Literal["v4l2", "ffmpeg", "gstreamer"]:
     if " ! " in device:
         return "gstreamer"
     return "ffmpeg"
+
+
+#: how long a reachability probe may wait for a TCP connection
+_PROBE_TIMEOUT_S = 0.3
+_DEFAULT_PORTS: dict[str, int] = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}
+
+
+def _tcp_address(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a stream URL, or None when it has no TCP endpoint we can tell (udp://, file:)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname or (port is None and scheme not in _DEFAULT_PORTS):
+        return None
+    return parts.hostname, port if port is not None else _DEFAULT_PORTS[scheme]
 
 
 @functools.cache
@@ -124,6 +144,22 @@ class OpenCvSource(FrameSource):
     @property
     def nominal_fps(self) -> float | None:
         return self._reported_fps or self.fps
+
+    def probe(self) -> bool:
+        """A device node or file must exist; a network stream's TCP port must accept a connection."""
+        device = self.device
+        if isinstance(device, int) or self.backend == "gstreamer":
+            return True
+        if self.backend == "v4l2" or not _URL.match(device):
+            return os.path.exists(device) if device.startswith("/") else True
+        address = _tcp_address(device)
+        if address is None:
+            return True
+        try:
+            with socket.create_connection(address, timeout=_PROBE_TIMEOUT_S):
+                return True
+        except OSError:
+            return False
 
     def open(self) -> None:
         if self._cap is not None:

@@ -231,6 +231,9 @@ class ReplaySource(FrameSource):
             return fps
         return None if isinstance(self._reader, _VideoReader) else DEFAULT_IMAGE_FPS
 
+    def probe(self) -> bool:
+        return self.path is None or self.path.exists()
+
     @property
     def finite(self) -> bool:
         return not self.loop

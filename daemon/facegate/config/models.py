@@ -147,7 +147,11 @@ class ReconnectConfig(_Section):
     """Capped exponential backoff between attempts to reopen a failed source."""
 
     initial_s: float = Field(default=1.0, gt=0, le=60, description="first delay before reopening, seconds")
-    max_s: float = Field(default=30.0, gt=0, le=3600, description="the delay doubles up to this cap, seconds")
+    max_s: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="the delay doubles up to this cap, seconds (an unreachable camera is also probed "
+        "every 0.5 s and reopened as soon as it answers)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ReconnectConfig:

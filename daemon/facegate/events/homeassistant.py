@@ -7,7 +7,8 @@ discovery payload", https://www.home-assistant.io/integrations/mqtt/#device-disc
      "availability": [...], "availability_mode": "latest", "qos": 1,
      "cmps": {"recognition": {"p": "event", ...},
               "presence_<person_id>": {"p": "binary_sensor", ...},
-              "last_recognized_<camera>": {"p": "sensor", ...}}}
+              "last_recognized_<camera>": {"p": "sensor", ...},
+              "camera_problem_<camera>": {"p": "binary_sensor", "device_class": "problem", ...}}}
 
 * ``dev`` and ``o`` are mandatory at the root; every component has a platform ``p`` and a
   ``unique_id`` (``facegate_<device_id>_<component id>``), so entities survive renames.
@@ -16,6 +17,11 @@ discovery payload", https://www.home-assistant.io/integrations/mqtt/#device-disc
 * Availability is the device's status topic. Its payloads are ``online``, ``offline`` (last will) and
   ``stopped`` (clean exit); Home Assistant compares the rendered ``value_template`` with exactly one
   ``payload_not_available``, so the template folds every value but ``online`` into ``offline``.
+* Each camera has a ``problem`` binary_sensor (on while the camera is stalled or down, the last error
+  as an attribute) bound to the camera's retained health topic. The daemon says ``degraded`` on the
+  status topic while no camera delivers frames, which makes the device's other entities unavailable; the
+  problem sensors have their own availability that counts ``degraded`` as available, so they show the
+  problem instead of disappearing with it.
 * Removing a person publishes the config once with that component reduced to ``{"p": platform}``
   (Home Assistant's documented way to delete one component of a device) and then the config without
   it; the person's retained presence state is cleared too.
@@ -50,6 +56,9 @@ EVENT_VALUE_TEMPLATE = (
     " 'person_id': value_json.person_id, 'name': value_json.name, 'confidence': value_json.confidence,"
     " 'time': value_json.time} | tojson }}"
 )
+#: Availability of the camera problem sensors: the daemon is connected (``online`` or ``degraded``).
+CONNECTED_TEMPLATE = "{{ 'online' if value in ('online', 'degraded') else 'offline' }}"
+CAMERA_PROBLEM_VALUE_TEMPLATE = "{{ 'ON' if value_json.problem else 'OFF' }}"
 PRESENCE_VALUE_TEMPLATE = "{{ 'ON' if value_json.present else 'OFF' }}"
 LAST_RECOGNIZED_VALUE_TEMPLATE = "{{ value_json.name if value_json.name else (value_json.person_id or 'nobody') }}"
 
@@ -82,6 +91,35 @@ def component_id_presence(person_id: str) -> str:
 
 def component_id_last_recognized(camera: str) -> str:
     return f"last_recognized_{validate_id(camera, 'camera')}"
+
+
+def component_id_camera_problem(camera: str) -> str:
+    return f"camera_problem_{validate_id(camera, 'camera')}"
+
+
+def camera_problem_component(topics: Topics, camera: str) -> dict[str, Any]:
+    """The per-camera problem binary_sensor (see the module docstring for its availability)."""
+    cid = component_id_camera_problem(camera)
+    return {
+        "p": "binary_sensor",
+        "name": f"Camera {camera}",
+        "unique_id": f"{topics.ha_node_id}_{cid}",
+        "device_class": "problem",
+        "entity_category": "diagnostic",
+        "state_topic": topics.camera_health(camera),
+        "value_template": CAMERA_PROBLEM_VALUE_TEMPLATE,
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "json_attributes_topic": topics.camera_health(camera),
+        "availability": [
+            {
+                "topic": topics.status,
+                "payload_available": STATUS_ONLINE,
+                "payload_not_available": STATUS_OFFLINE,
+                "value_template": CONNECTED_TEMPLATE,
+            }
+        ],
+    }
 
 
 COMPONENT_RECOGNITION = "recognition"
@@ -148,10 +186,12 @@ def discovery_payload(
             "json_attributes_topic": topics.last_recognized(camera),
             "icon": "mdi:account-check",
         }
+        components[component_id_camera_problem(camera)] = camera_problem_component(topics, camera)
     for person_id in sorted(set(removed_people) - set(people)):
         components[component_id_presence(person_id)] = {"p": "binary_sensor"}
     for camera in sorted(set(removed_cameras) - set(cameras)):
         components[component_id_last_recognized(camera)] = {"p": "sensor"}
+        components[component_id_camera_problem(camera)] = {"p": "binary_sensor"}
     return {
         "dev": dev,
         "o": {"name": ORIGIN_NAME, "sw": __version__, "url": ORIGIN_URL},
@@ -246,6 +286,8 @@ class HomeAssistantDiscovery:
             self._publisher.publish_state(self.topics.ha_device_config, tombstones, retain=True)
             for camera in removed:
                 self._publisher.clear_state(self.topics.last_recognized(camera))
+                self._publisher.clear_state(self.topics.camera_health(camera))
+                self._publisher.clear_state(self.topics.camera_availability(camera))
         if changed:
             self.announce()
 
@@ -261,7 +303,9 @@ class HomeAssistantDiscovery:
 
 __all__ = [
     "AVAILABILITY_TEMPLATE",
+    "CAMERA_PROBLEM_VALUE_TEMPLATE",
     "COMPONENT_RECOGNITION",
+    "CONNECTED_TEMPLATE",
     "EVENT_TYPES",
     "EVENT_VALUE_TEMPLATE",
     "LAST_RECOGNIZED_VALUE_TEMPLATE",
@@ -270,6 +314,8 @@ __all__ = [
     "DiscoveryPublisher",
     "HaDeviceInfo",
     "HomeAssistantDiscovery",
+    "camera_problem_component",
+    "component_id_camera_problem",
     "component_id_last_recognized",
     "component_id_presence",
     "discovery_payload",

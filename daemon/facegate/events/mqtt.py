@@ -14,8 +14,10 @@ the previous connection has been acknowledged (paho re-sends those first), so a 
 never overtake or be overtaken by a newer one.
 
 Availability: the broker's last will publishes retained ``offline`` on the status topic; on every
-connect the publisher publishes retained ``online``; a clean :meth:`MqttPublisher.stop` publishes
-retained ``stopped`` before disconnecting (so the will is not sent).
+connect the publisher publishes the retained current status (``online`` unless the owner set another
+with :meth:`MqttPublisher.set_status`: the daemon says ``degraded`` while no camera delivers frames);
+a clean :meth:`MqttPublisher.stop` publishes retained ``stopped`` before disconnecting (so the will is
+not sent).
 
 Retained state (presence, last recognized, config state, Home Assistant discovery) published with
 :meth:`MqttPublisher.publish_state` is remembered and republished after every reconnect, then the
@@ -206,6 +208,9 @@ class MqttPublisher:
         self._subscriptions: dict[str, tuple[int, list[MessageHandler]]] = {}
         self._hooks: list[ConnectHook] = []
         self._last_failure: str | None = None
+        self._status: str = STATUS_ONLINE  # what every connect announces; see set_status
+        # serialises "read the status, publish it" so a change racing a connect cannot be overtaken
+        self._status_lock = threading.Lock()
         self._outstanding_any = False  # mirrored by the sender thread for flush()
 
         self._published = 0
@@ -425,6 +430,29 @@ class MqttPublisher:
         """Retained status (``online``/``stopped``/...); normally managed by the publisher itself."""
         self.publish_state(self.topics.status, status, retain=True)
 
+    def set_status(self, status: str) -> None:
+        """The status announced now (when connected) and after every reconnect (``online``/``degraded``).
+
+        Published straight to paho like the connect-time status, so it is never queued behind state."""
+        with self._status_lock:
+            with self._lock:
+                changed = status != self._status
+                self._status = status
+                connected = self._connected
+            client = self._client
+            if changed and connected and client is not None:
+                self._send_status(client, status)
+
+    def _send_status(self, client: paho.Client, status: str) -> None:
+        info = client.publish(self.topics.status, status, qos=1, retain=True)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            logger.warning("MQTT %r status not sent: %s", status, paho.error_string(info.rc))
+
+    @property
+    def status(self) -> str:
+        with self._lock:
+            return self._status
+
     # --- subscriptions and hooks ----------------------------------------------------------------------
     def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1) -> None:
         """Call ``handler`` (on the dispatcher thread) for messages matching ``topic_filter``.
@@ -514,9 +542,8 @@ class MqttPublisher:
         if subscriptions:
             self._subscribe_now(client, subscriptions)
         # Published here, before paho re-sends older unacknowledged messages, so "online" comes first.
-        info = client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            logger.warning("MQTT 'online' status not sent: %s", paho.error_string(info.rc))
+        with self._status_lock:
+            self._send_status(client, self.status)
         self._wake.set()
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:

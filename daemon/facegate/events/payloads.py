@@ -30,8 +30,10 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 #: ISO-8601 UTC timestamp as produced by :func:`iso_utc`.
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
 
-Status = Literal["online", "offline", "stopped"]
+#: ``degraded``: connected, but no camera delivers frames (starting, stalled or down); see capture/health.py
+Status = Literal["online", "degraded", "offline", "stopped"]
 STATUS_ONLINE: Status = "online"
+STATUS_DEGRADED: Status = "degraded"
 STATUS_OFFLINE: Status = "offline"
 STATUS_STOPPED: Status = "stopped"
 
@@ -195,6 +197,17 @@ class LastRecognizedPayload(_Payload):
     confidence: float | None = Field(default=None, ge=0, le=100)
 
 
+class CameraStatusPayload(_Payload):
+    """Retained state on ``<base>/camera/<camera>/health`` (see :mod:`facegate.capture.health`)."""
+
+    schema_version: Literal[1] = 1
+    camera: str = _id_field("camera id")
+    state: Literal["starting", "ok", "stalled", "down", "ended"]
+    problem: bool = Field(description="stalled or down: the camera delivers no frames")
+    last_error: str | None = Field(default=None, max_length=256)
+    since: str = _time_field("when the camera entered this state")
+
+
 def _finite(value: float | None, digits: int) -> float | None:
     if value is None or not math.isfinite(value):
         return None
@@ -323,6 +336,7 @@ __all__ = [
     "EVENT_SCHEMA_ID",
     "ID_PATTERN",
     "SCHEMA_VERSION",
+    "STATUS_DEGRADED",
     "STATUS_OFFLINE",
     "STATUS_ONLINE",
     "STATUS_STOPPED",
@@ -331,6 +345,7 @@ __all__ = [
     "BoxPayload",
     "CameraHealthPayload",
     "CameraState",
+    "CameraStatusPayload",
     "EventPayload",
     "LastRecognizedPayload",
     "LatencyPayload",

@@ -2,12 +2,14 @@
 
 Layout (``<base>`` is ``<prefix>/<device_id>``)::
 
-    <base>/status                          retained  online | offline (last will) | stopped
+    <base>/status                          retained  online | degraded (no camera) | offline (will) | stopped
     <base>/event                           QoS 1, never retained
     <base>/stats                           periodic
     <base>/presence/<person_id>            retained
     <base>/camera/<camera>/last_recognized retained
     <base>/camera/<camera>/snapshot        JPEG, not retained
+    <base>/camera/<camera>/health          retained  starting | ok | stalled | down | ended, with last error
+    <base>/camera/<camera>/availability    retained  online (delivering frames) | offline
     <base>/config/{set,get}                commands;  <base>/config/{result,state}
     <base>/gallery/<op>                    commands;  <base>/gallery/<op>/result   (op: enroll, remove, rename, list)
     <prefix>/fleet/<fleet_id>/gallery/<person_id>   retained fleet records
@@ -97,6 +99,12 @@ class Topics:
 
     def snapshot(self, camera: str) -> str:
         return f"{self.base}/camera/{validate_id(camera, 'camera')}/snapshot"
+
+    def camera_health(self, camera: str) -> str:
+        return f"{self.base}/camera/{validate_id(camera, 'camera')}/health"
+
+    def camera_availability(self, camera: str) -> str:
+        return f"{self.base}/camera/{validate_id(camera, 'camera')}/availability"
 
     # --- remote configuration -------------------------------------------------------------------
     @property
