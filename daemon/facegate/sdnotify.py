@@ -4,9 +4,10 @@ Every function is a no-op returning False when the process is not run by systemd
 ``Type=notify`` (no ``NOTIFY_SOCKET``), so the daemon calls them unconditionally.
 
 The daemon's protocol: ``READY=1`` once models are loaded, the spool is open and a camera delivered a
-frame, or after a timeout with ``STATUS=degraded: ...`` (see :mod:`facegate.service`); ``WATCHDOG=1`` from the frame loop (through :class:`Watchdog`, so a hung pipeline stops the pings
-and systemd restarts the service after ``WatchdogSec=``); ``RELOADING=1`` then ``READY=1`` around a
-SIGHUP reload; ``STOPPING=1`` on SIGTERM.
+frame, or after a timeout with ``STATUS=degraded: ...`` (see :mod:`facegate.service`); ``WATCHDOG=1``
+from the frame loop (through :class:`Watchdog`, so a hung pipeline stops the pings and systemd restarts
+the service after ``WatchdogSec=``); ``RELOADING=1`` then ``READY=1`` around a SIGHUP reload;
+``STOPPING=1`` on SIGTERM.
 """
 
 from __future__ import annotations
