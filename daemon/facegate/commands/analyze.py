@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 
 from facegate.commands.common import add_enforce_arg, add_json_arg
+from facegate.commands.drawing import draw_labelled_box
 from facegate.commands.output import emit_json, emit_table, emit_text
 from facegate.errors import ImageError
 from facegate.types import ImageBGR
@@ -45,13 +46,10 @@ def label_of(result: AnalysisResult) -> str:
 
 def draw_results(image: ImageBGR, results: list[AnalysisResult]) -> ImageBGR:
     canvas: ImageBGR = image.copy()
-    thickness = max(1, round(max(image.shape[:2]) / 400))
     for r in results:
         region = r.region
-        cv2.rectangle(canvas, (region.x, region.y), (region.x + region.w, region.y + region.h), (0, 200, 255),
-                      thickness)
-        cv2.putText(canvas, label_of(r), (region.x, max(12, region.y - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thickness, (0, 200, 255), thickness)
+        draw_labelled_box(canvas, (region.x, region.y, region.x + region.w, region.y + region.h), label_of(r),
+                          (0, 200, 255))
     return canvas
 
 

@@ -9,7 +9,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facegate.cli import EXIT_NO_FACE
 from facegate.commands.common import add_json_arg
+from facegate.commands.drawing import draw_labelled_box, line_thickness
 from facegate.commands.output import emit_json, emit_table, emit_text
 from facegate.errors import ConfigError, ImageError
 from facegate.images import load_image
@@ -29,13 +31,12 @@ def register(subparsers: Any) -> None:
 
 def draw_detections(image: ImageBGR, detections: list[FaceDetection]) -> ImageBGR:
     canvas: ImageBGR = image.copy()
-    thickness = max(1, round(max(image.shape[:2]) / 400))
+    thickness = line_thickness(image)
     for i, det in enumerate(detections):
         b = det.box
-        cv2.rectangle(canvas, (round(b.x1), round(b.y1)), (round(b.x2), round(b.y2)), (0, 220, 0), thickness)
         # "#i" is the number `facegate enroll --face N` / `face_index=` takes
-        cv2.putText(canvas, f"#{i} {det.score:.2f}", (round(b.x1), max(12, round(b.y1) - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 220, 0), thickness)
+        draw_labelled_box(canvas, (round(b.x1), round(b.y1), round(b.x2), round(b.y2)), f"#{i} {det.score:.2f}",
+                          (0, 220, 0))
         for name, (x, y) in zip(det.landmark_names, det.landmarks.tolist(), strict=True):
             colour = _COLOURS.get(name, (200, 200, 200))
             cv2.circle(canvas, (round(x), round(y)), 2 * thickness, colour, -1)
@@ -71,4 +72,5 @@ def run(args: argparse.Namespace) -> int:
         emit_text(f"{args.image}: {len(detections)} face(s)")
         if rows:
             emit_table(["#", "x", "y", "w", "h", "score"], rows)
-    return 0
+    # the result is still printed (and drawn); the exit status says "no face", as find's does
+    return 0 if detections else EXIT_NO_FACE

@@ -70,15 +70,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.pairs:
         raise ConfigError("give a pairs CSV (or --detection CSV, or --identities DIR)")
     from facegate.engine import get_engine
-    from facegate.evaluation.metrics import roc
     from facegate.evaluation.pairs import (
         EmbeddingCache,
         cross_validated_accuracy,
         pair_distances,
         read_pairs,
         report,
-        roc_plot_png,
     )
+    from facegate.evaluation.roc_plot import RocSeries, roc_plot_png, roc_series
 
     csv_path = Path(args.pairs)
     if not csv_path.is_file():
@@ -97,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     rows: list[dict[str, Any]] = []
-    curves: dict[str, tuple[Any, Any]] = {}
+    curves: list[RocSeries] = []
+    impostors = 0
     for metric in metrics:
         kept, dists = pair_distances(pairs, cache, metric, progress)
         if interactive:
@@ -114,10 +114,11 @@ def run(args: argparse.Namespace) -> int:
             rows.append(row)
             if subset == "all":
                 same = np.array([p.same for p in kept], dtype=bool)
-                curve = roc(dists, same)
-                curves[metric] = (curve.far, curve.tar)
+                curves.append(roc_series(metric, dists, same, float(threshold)))
+                impostors = int((~same).sum())
     if args.roc:
-        roc_plot_png(curves, Path(args.roc))
+        roc_plot_png(curves, Path(args.roc), n_impostor=impostors,
+                     title=f"ROC: {engine.model_id}, {args.detector_backend}, {len(pairs)} pairs ({csv_path.name})")
     summary = {"pairs_file": str(csv_path), "model": args.model_name, "model_id": engine.model_id,
                "detector_backend": args.detector_backend, "images_embedded": len(cache.vectors),
                "images_without_detected_face": sorted(cache.undetected), "images_failed": cache.failed,

@@ -159,34 +159,6 @@ def cross_validated_accuracy(pairs: list[Pair], distances: NDArray[np.float64], 
     return correct / max(1, len(pairs))
 
 
-def roc_plot_png(curves: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]], path: Path) -> None:
-    """A small ROC plot (log-scale FAR) drawn with OpenCV, so no plotting library is needed."""
-    import cv2
-
-    w, h, m = 640, 480, 50
-    canvas = np.full((h, w, 3), 255, dtype=np.uint8)
-    cv2.rectangle(canvas, (m, m // 2), (w - m // 2, h - m), (0, 0, 0), 1)
-    lo = -4.0
-
-    def xy(far: float, tar: float) -> tuple[int, int]:
-        lx = (max(lo, np.log10(max(far, 1e-12))) - lo) / -lo
-        return round(m + lx * (w - 1.5 * m)), round(h - m - tar * (h - 1.5 * m))
-
-    for e in range(-4, 1):
-        x, _ = xy(10.0**e, 0)
-        cv2.line(canvas, (x, h - m), (x, h - m + 5), (0, 0, 0), 1)
-        cv2.putText(canvas, f"1e{e}", (x - 14, h - m + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    colours = [(200, 60, 0), (0, 140, 0), (0, 0, 200), (120, 0, 120)]
-    for i, (label, (far, tar)) in enumerate(curves.items()):
-        pts = np.array([xy(float(f), float(t)) for f, t in zip(far, tar, strict=True)], dtype=np.int32)
-        cv2.polylines(canvas, [pts], False, colours[i % 4], 2)
-        cv2.putText(canvas, label, (m + 10, m + 20 * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colours[i % 4], 1)
-    cv2.putText(canvas, "FAR (log)", (w // 2 - 30, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
-    cv2.putText(canvas, "TAR", (5, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
-    if not cv2.imwrite(str(path), canvas):
-        raise FacegateError(f"cannot write {path}")
-
-
 __all__ = [
     "EmbeddingCache",
     "Pair",
@@ -196,5 +168,4 @@ __all__ = [
     "pair_distances",
     "read_pairs",
     "report",
-    "roc_plot_png",
 ]

@@ -6,10 +6,14 @@ fallback (numpy<2 only). Both expose the same ``Interpreter`` API.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
+import sys
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,41 @@ def _interpreter_module() -> Any:
         "no TFLite runtime is installed; `pip install ai-edge-litert` (or the tflite-runtime extra). "
         + "; ".join(errors)
     )
+
+
+#: what the TFLite runtime prints to fd 2 from native code when it applies its default CPU delegate
+_DELEGATE_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_notice_filtered() -> Iterator[None]:
+    """Drop the runtime's XNNPACK notice unless facegate logs at INFO (``--verbose``).
+
+    The line is printed by C++ code straight to file descriptor 2 (no environment variable or Python
+    API of ai-edge-litert turns it off), so fd 2 is pointed at a temporary file while the interpreter
+    is created and its tensors first allocated; afterwards everything else that was written there
+    (warnings, errors) is copied back to the real stderr.
+    """
+    if logger.isEnabledFor(logging.INFO):
+        yield
+        return
+    with _stderr_lock, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        capture.seek(0)
+        kept = [line for line in capture.read().splitlines(keepends=True) if line.strip() != _DELEGATE_NOTICE]
+        if kept:
+            os.write(2, b"".join(kept))
 
 
 def runtime_name() -> str:
@@ -115,12 +154,13 @@ class TfliteModel:
             except (ValueError, OSError) as err:
                 raise ModelError(f"cannot load TFLite delegate {delegate}: {err}") from err
         try:
-            self._interpreter = module.Interpreter(
-                model_path=str(path),
-                num_threads=max(1, int(num_threads)),
-                experimental_delegates=delegates or None,
-            )
-            self._interpreter.allocate_tensors()
+            with _native_notice_filtered():  # the notice is printed by the first allocate_tensors
+                self._interpreter = module.Interpreter(
+                    model_path=str(path),
+                    num_threads=max(1, int(num_threads)),
+                    experimental_delegates=delegates or None,
+                )
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"cannot load TFLite model {path.name}: {err}") from err
         self._lock = threading.Lock()
