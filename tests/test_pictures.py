@@ -15,6 +15,7 @@ import pytest
 from facegate.cli import EXIT_NO_FACE, EXIT_OK, main
 from facegate.commands.drawing import draw_labelled_box, label_geometry
 from facegate.evaluation.roc_plot import _tar_range, roc_plot_png, roc_series
+from tests.fixtures.images import read_bgr
 
 XNNPACK_NOTICE = "Created TensorFlow Lite XNNPACK delegate"
 
@@ -43,8 +44,8 @@ def test_roc_plot_marks_the_operating_point(tmp_path: Path) -> None:
     curves = [roc_series("euclidean", distances, same, 0.6), roc_series("cosine", distances ** 2, same, 0.36)]
     out = tmp_path / "roc.png"
     roc_plot_png(curves, out, n_impostor=600, title="ROC test")
-    image = cv2.imread(str(out))
-    assert image is not None and image.shape == (620, 900, 3)
+    image = read_bgr(out)
+    assert image.shape == (620, 900, 3)
     # squared distances rank pairs identically: one curve, one legend row, not two curves on top of each other
     blue = np.all(image == (178, 114, 0), axis=2)
     vermillion = np.all(np.abs(image.astype(int) - (0, 94, 213)) < 8, axis=2)
@@ -72,11 +73,11 @@ def test_a_label_wider_than_the_image_is_shrunk() -> None:
 
 def test_analyze_draw_keeps_the_label_of_a_face_at_the_top_edge(samples_dir: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    crop = cv2.imread(str(samples_dir / "obama.jpg"))[150:460, 200:640]  # the face touches the top edge
+    crop = read_bgr(samples_dir / "obama.jpg")[150:460, 200:640]  # the face touches the top edge
     src, out = tmp_path / "edge.jpg", tmp_path / "drawn.png"
     cv2.imwrite(str(src), crop)
     assert main(["analyze", str(src), "--draw", str(out)]) == EXIT_OK
-    drawn = cv2.imread(str(out))
+    drawn = read_bgr(out)
     band = np.all(np.abs(drawn.astype(int) - (0, 200, 255)) < 4, axis=2)
     # rows crossed by the filled label band, not by the box's 1-pixel top and bottom lines (y 2 and 269)
     rows = [y for y in np.flatnonzero(band.sum(axis=1) > 60) if band[y - 1:y + 2].sum(axis=1).min() > 60]
