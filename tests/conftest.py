@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from facegate.types import ImageBGR
 
-pytest_plugins: list[str] = ["tests.fixtures.mosquitto", "tests.fixtures.real_faces"]
+pytest_plugins: list[str] = ["tests.fixtures.isolation", "tests.fixtures.mosquitto", "tests.fixtures.real_faces"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = REPO_ROOT / "daemon" / "facegate" / "samples"
@@ -22,6 +24,19 @@ def shared_data_dir() -> Path:
     if env:
         return Path(env)
     return REPO_ROOT.parent / "shared" / "data"
+
+
+def tensorflow_or_skip() -> Any:
+    """TensorFlow imported as the converter imports it (oneDNN off: facegate.convert.tf_import), or a skip.
+
+    Tests never ``import tensorflow`` themselves: an import before the converter's switch would bring the
+    oneDNN kernels that segfault on AVX-512 BF16 CPUs back into the converter checks.
+    """
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("needs the convert extra (TensorFlow)")
+    from facegate.convert.tf_import import import_tensorflow
+
+    return import_tensorflow("this test")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from facegate.errors import ConfigError, ModelError, ModelNotInstalledError
 from facegate.images import load_image
 from facegate.inference.manifest import ModelManifest, bundled_models_dir, default_zoo, load_manifest
 from facegate.types import Box, FaceDetection, ImageBGR
+from tests.conftest import tensorflow_or_skip
 
 logger = logging.getLogger(__name__)
 
@@ -399,7 +400,7 @@ def test_int8_agrees_with_float_on_held_out_single_faces(name: str, shared_data:
 @pytest.mark.convert
 @pytest.mark.parametrize("key", ["short", "full"])
 def test_rebuilt_fp32_graph_matches_the_original(key: str) -> None:
-    pytest.importorskip("tensorflow")
+    tensorflow_or_skip()
     from facegate.convert import blazeface as conv
     from facegate.convert.sources import fetch
     from facegate.convert.tflite_rebuild import build_tf_function, read_graph, relative_error
@@ -418,7 +419,7 @@ def test_rebuilt_fp32_graph_matches_the_original(key: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["short", "full"])
 def test_fresh_int8_build_matches_the_committed_file(key: str, tmp_path: Path) -> None:
-    pytest.importorskip("tensorflow")
+    tensorflow_or_skip()
     pytest.importorskip("skimage")
     from facegate.convert import blazeface as conv
     from facegate.convert.context import BuildContext

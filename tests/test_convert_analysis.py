@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from facegate.inference.manifest import ModelKind
+from tests.conftest import tensorflow_or_skip
 
 pytestmark = pytest.mark.convert
 
@@ -93,7 +94,7 @@ def _tiny_onnx(path: Path) -> None:
 
 
 def test_translator_matches_onnxruntime_on_every_supported_op(tools: Any, tmp_path: Path) -> None:
-    pytest.importorskip("tensorflow")
+    tensorflow_or_skip()
     _, t = tools
     path = tmp_path / "tiny.onnx"
     _tiny_onnx(path)

@@ -24,6 +24,7 @@ import pytest
 from facegate.detectors.registry import build_detector
 from facegate.images import load_image
 from facegate.types import Box, ImageBGR
+from tests.conftest import tensorflow_or_skip
 
 pytestmark = pytest.mark.convert
 
@@ -204,7 +205,7 @@ def test_mtcnn_cascade_matches_facenet_pytorch(samples_dir: Path, astronaut_bgr:
 
 
 def test_mtcnn_cascade_matches_the_mtcnn_package(samples_dir: Path, astronaut_bgr: ImageBGR) -> None:
-    pytest.importorskip("tensorflow")
+    tensorflow_or_skip()
     reference = pytest.importorskip("mtcnn")
     theirs = reference.MTCNN()
     ours = build_detector("mtcnn")

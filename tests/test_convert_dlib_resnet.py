@@ -23,6 +23,7 @@ from facegate.convert.context import BuildContext
 from facegate.convert.dlib_format import DlibFormatError, DlibReader
 from facegate.errors import ModelError
 from facegate.inference.manifest import bundled_models_dir
+from tests.conftest import tensorflow_or_skip
 
 # -- dlib_format: pure --------------------------------------------------------------------------
 
@@ -237,7 +238,7 @@ def _sha(path: Path) -> str:
 def test_rebuild_matches_committed_models(
     resnet: Any, held_out: tuple[list[np.ndarray], np.ndarray], tmp_path: Path
 ) -> None:
-    pytest.importorskip("tensorflow")
+    tensorflow_or_skip()
     mod = resnet[0]
     written = mod.build(BuildContext(out_dir=tmp_path, seed=0, num_threads=1))
     assert sorted(p.name for p in written) == ["dlib_resnet_fp32.yaml", "dlib_resnet_int8.yaml"]

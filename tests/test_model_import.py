@@ -18,6 +18,7 @@ from facegate.errors import ConfigError, ModelError, ModelNotInstalledError
 from facegate.inference.manifest import default_zoo, sha256_file
 from facegate.model_import import ImportOptions
 from facegate.types import ImageBGR
+from tests.conftest import tensorflow_or_skip
 
 
 @pytest.fixture()
@@ -36,7 +37,7 @@ def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _tiny_tflite(path: Path, size: int, dim: int, seed: int = 0) -> Path:
     """A deterministic (1, size, size, 3) -> (1, dim) network: 8x8 average pooling then a dense layer."""
-    tf = pytest.importorskip("tensorflow")
+    tf = tensorflow_or_skip()
     rng = np.random.default_rng(seed)
     cells = 8 * 8 * 3
     weights = tf.constant(rng.normal(size=(cells, dim)).astype(np.float32))

@@ -79,10 +79,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 def run_build(args: argparse.Namespace) -> int:
     from facegate.convert import CONVERTERS
     from facegate.convert.context import BuildContext
+    from facegate.convert.tf_import import disable_onednn
     from facegate.inference.manifest import bundled_models_dir
 
     if importlib.util.find_spec("tensorflow") is None:
         raise ConfigError("`facegate models build` needs the convert extra: pip install 'facegate[convert]'")
+    disable_onednn()  # before any converter imports TensorFlow: see facegate.convert.tf_import
     selected = list(CONVERTERS)
     if args.only:
         unknown = [n for n in args.only if n not in CONVERTERS]

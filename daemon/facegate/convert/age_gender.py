@@ -50,6 +50,7 @@ from facegate.convert.onnx_to_tf import (
     to_tflite,
 )
 from facegate.convert.sources import SourceFile
+from facegate.convert.tf_import import configure_threads
 from facegate.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -148,16 +149,6 @@ def fidelity(network: Network, ours: NDArray[np.float32], ref: NDArray[np.float3
     else:
         out["argmax_agreement"] = float(np.mean(ours.argmax(1) == ref.argmax(1)))
     return out
-
-
-def _configure_threads(num_threads: int) -> None:
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, num_threads))
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already initialised in this process
-        logger.debug("TensorFlow threads already configured")
 
 
 def _manifest_fields(network: Network, variant: str, file: str, measured: dict[str, float],
@@ -270,7 +261,7 @@ def build_network(ctx: BuildContext, network: Network) -> list[Path]:
 
 def build(ctx: BuildContext) -> list[Path]:
     """Write ``age_dlib_{fp32,int8}`` and ``gender_dlib_{fp32,int8}`` (``.tflite`` + ``.yaml``)."""
-    _configure_threads(ctx.num_threads)
+    configure_threads(ctx.num_threads)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     manifests: list[Path] = []
     for network in NETWORKS:

@@ -47,6 +47,7 @@ import facegate
 from facegate.convert.context import BuildContext
 from facegate.convert.manifest_writer import write_manifest
 from facegate.convert.sources import SourceFile, fetch
+from facegate.convert.tf_import import configure_threads
 from facegate.convert.tflite_rebuild import (
     TfliteGraph,
     build_tf_function,
@@ -296,16 +297,6 @@ def calibration_frames(
 # -- build ------------------------------------------------------------------------------------
 
 
-def _set_tf_threads(num_threads: int) -> None:
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(num_threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised by an earlier converter in this process
-        logger.debug("TensorFlow threads already configured")
-
-
 def agreement(float_manifest: Path, int8_manifest: Path) -> tuple[float, int]:
     """Smallest best-match box IoU between the float and int8 detectors over the dev images' float
     detections, and the largest difference in detection count."""
@@ -422,7 +413,7 @@ def _score_position(graph: TfliteGraph) -> int:
 
 def build(ctx: BuildContext) -> list[Path]:
     """Write the four BlazeFace models and manifests into ``ctx.out_dir``."""
-    _set_tf_threads(ctx.num_threads)
+    configure_threads(ctx.num_threads)
     written: list[Path] = []
     for spec in SPECS:
         written += build_range(ctx, spec)

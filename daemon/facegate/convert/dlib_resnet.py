@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from facegate.convert.context import BuildContext
 from facegate.convert.dlib_format import DlibReader
 from facegate.convert.sources import SourceFile
+from facegate.convert.tf_import import configure_threads, import_tensorflow
 from facegate.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -429,11 +430,7 @@ def fold(net: DlibResnet) -> list[FoldedOp]:
 
 
 def _tf() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as err:
-        raise ModelError("the dlib-resnet converter needs TensorFlow: pip install 'facegate[convert]'") from err
-    return tf
+    return import_tensorflow("the dlib-resnet converter")
 
 
 def _add_padded(tf: Any, a: Any, b: Any) -> Any:
@@ -495,6 +492,7 @@ DEEP_MAX_SIDE = 4
 
 def _widen_deep_ranges(calibrated: bytes, factor: float, max_side: int) -> bytes:
     """Scale the recorded min/max of small-spatial activation tensors in a calibrated model."""
+    _tf()  # imports TensorFlow through the converter's switch (see facegate.convert.tf_import)
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
@@ -834,21 +832,12 @@ def calibrated_thresholds(model_id: str, fallback: dict[str, float]) -> dict[str
     }
 
 
-def _configure_threads(num_threads: int) -> None:
-    tf = _tf()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, num_threads))
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already initialised in this process
-        logger.debug("TensorFlow threads already configured")
-
-
 def build(ctx: BuildContext) -> list[Path]:
     """Write ``dlib_resnet_fp32`` and ``dlib_resnet_int8`` (``.tflite`` + ``.yaml``) to ``ctx.out_dir``."""
     from facegate.convert.manifest_writer import write_manifest
     from facegate.convert.sources import fetch
 
-    _configure_threads(ctx.num_threads)
+    configure_threads(ctx.num_threads)
     net = load_network(fetch(SOURCE, sha256=SOURCE_SHA256))
     if len(net.layers) != LAYER_COUNT or net.parameter_count != PARAMETER_COUNT:
         raise ModelError(f"parsed {len(net.layers)} layers / {net.parameter_count} parameters, expected "

@@ -45,6 +45,7 @@ from facegate.convert.dlib_resnet import (
     load_sample_rgb,
 )
 from facegate.convert.sources import SourceFile
+from facegate.convert.tf_import import import_tensorflow
 from facegate.errors import ModelError
 from facegate.inference.manifest import AlignmentSpec
 
@@ -158,6 +159,7 @@ def crops(ctx: BuildContext, maker: EmotionChipMaker, samples: tuple[str, ...], 
 
 
 def _keras_model(path: Path) -> Any:
+    import_tensorflow("the emotion converter")  # before Keras, which imports TensorFlow itself
     try:
         import keras  # type: ignore[import-untyped]
     except ImportError as err:

@@ -43,6 +43,7 @@ from facegate.convert.dlib_resnet import (
     fold,
 )
 from facegate.convert.sources import SourceFile, fetch
+from facegate.convert.tf_import import import_tensorflow
 from facegate.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -202,11 +203,7 @@ def folded_ops(net: MmodNet) -> list[Any]:
 
 
 def _tf() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as err:
-        raise ModelError("the MMOD converter needs TensorFlow: pip install 'facegate[convert]'") from err
-    return tf
+    return import_tensorflow("the MMOD converter")
 
 
 def tf_function(net: MmodNet) -> Any:

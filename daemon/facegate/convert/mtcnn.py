@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from facegate.convert.context import BuildContext
 from facegate.convert.sources import SourceFile, fetch
+from facegate.convert.tf_import import import_tensorflow
 from facegate.convert.torch_state import load_state_dict
 from facegate.errors import ModelError
 
@@ -68,11 +69,7 @@ def load_weights(net: str) -> dict[str, Array]:
 
 
 def _tf() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as err:
-        raise ModelError("the MTCNN converter needs TensorFlow: pip install 'facegate[convert]'") from err
-    return tf
+    return import_tensorflow("the MTCNN converter")
 
 
 def _conv_kernel(w: Array, *, fold_input: bool) -> tuple[Array, Array | None]:

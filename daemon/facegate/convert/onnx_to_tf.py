@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from facegate.convert.tf_import import import_tensorflow
 from facegate.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -189,11 +190,7 @@ def fold_affine(graph: OnnxGraph) -> OnnxGraph:
 
 
 def _tf() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as err:
-        raise ModelError("the ONNX translator needs TensorFlow: pip install 'facegate[convert]'") from err
-    return tf
+    return import_tensorflow("the ONNX translator")
 
 
 def _conv_padding(node: Node) -> tuple[str, list[list[int]] | None]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from facegate.convert.tf_import import import_tensorflow
 from facegate.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -79,10 +80,9 @@ class TfliteGraph:
 
 
 def _schema() -> Any:
-    try:
-        from tensorflow.lite.python import schema_py_generated
-    except ImportError as err:  # pragma: no cover - convert extra missing
-        raise ModelError("reading .tflite graphs needs TensorFlow (`pip install facegate[convert]`)") from err
+    import_tensorflow("reading .tflite graphs")  # first, so the oneDNN switch precedes the import
+    from tensorflow.lite.python import schema_py_generated
+
     return schema_py_generated
 
 
@@ -178,7 +178,7 @@ def build_tf_function(
     ranges by min/max, so a few wild values on anchors nobody reads (BlazeFace's short-range head emits
     logits of -14,000 on background) would otherwise stretch an int8 step over dozens of logits.
     """
-    import tensorflow as tf
+    tf = import_tensorflow("the TFLite graph rebuild")
 
     if len(graph.inputs) != 1:
         raise ModelError(f"only single-input graphs are supported, this one has {len(graph.inputs)}")
@@ -308,7 +308,7 @@ def convert_int8(
     function: Callable[[Any], list[Any]], representative: Iterable[NDArray[np.float32]]
 ) -> bytes:
     """Full-integer TFLite flatbuffer with float32 input and outputs (TFLITE_BUILTINS_INT8)."""
-    import tensorflow as tf
+    tf = import_tensorflow("the TFLite graph rebuild")
 
     samples = list(representative)
 
