@@ -2,8 +2,10 @@
 (the last implemented in :mod:`facegate.analysis.api`).
 
 Names, parameters and result fields follow DeepFace so code written for it ports by changing the import;
-results are typed frozen dataclasses with ``to_dict()`` returning DeepFace's dictionaries. Defaults differ
-where facegate ships different models: ``model_name="Dlib"`` and ``detector_backend="mediapipe"``.
+results are typed frozen dataclasses with ``to_dict()`` returning DeepFace's dictionaries, and they can be
+read like those dictionaries (``result["verified"]``, ``.get``, ``.keys()``: :class:`~facegate.results.DeepFaceDict`).
+Defaults differ where facegate ships different models: ``model_name="Dlib"``, ``detector_backend="mediapipe"``
+and ``distance_metric="euclidean"`` (dlib's metric); the README's DeepFace table lists every parameter.
 
 Images may be a path (``str`` / ``pathlib.Path``), a BGR numpy array, encoded bytes or a base64 string.
 """
@@ -12,10 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import cv2
 import numpy as np
@@ -24,11 +26,16 @@ from numpy.typing import NDArray
 from facegate.analysis.api import AnalysisResult, analyze
 from facegate.confidence import calibrated_confidence
 from facegate.engine import FaceEngine, FaceResult, get_engine
-from facegate.errors import ConfigError, EmbeddingError, NoFaceError
+from facegate.errors import ConfigError, EmbeddingError, GalleryError, NoFaceError
 from facegate.facial_area import FacialArea
 from facegate.images import ImageInput, load_image
+from facegate.matcher import GallerySnapshot
 from facegate.matcher import distance as metric_distance
-from facegate.types import METRICS, Embedding, FaceDetection, Metric
+from facegate.results import DeepFaceDict
+from facegate.types import METRICS, Box, Embedding, FaceDetection, Metric
+
+#: DeepFace's ``distance_metric`` may also be a function of two vectors (smaller = more alike)
+DistanceFunction = Callable[[Any, Any], float]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ DEFAULT_DETECTOR = "mediapipe"
 
 
 @dataclass(frozen=True, slots=True)
-class ExtractedFace:
+class ExtractedFace(DeepFaceDict):
     """One face of :func:`extract_faces`: ``face`` is the chip (RGB float in [0, 1] by default)."""
 
     face: NDArray[Any]
@@ -59,7 +66,7 @@ class ExtractedFace:
 
 
 @dataclass(frozen=True, slots=True)
-class Representation:
+class Representation(DeepFaceDict):
     embedding: tuple[float, ...]
     facial_area: FacialArea
     face_confidence: float
@@ -74,7 +81,7 @@ class Representation:
 
 
 @dataclass(frozen=True, slots=True)
-class VerifyResult:
+class VerifyResult(DeepFaceDict):
     verified: bool
     distance: float
     threshold: float
@@ -102,8 +109,8 @@ class VerifyResult:
 
 
 @dataclass(frozen=True, slots=True)
-class FindMatch:
-    """One ranked gallery candidate for one probe face."""
+class FindMatch(DeepFaceDict):
+    """One ranked gallery candidate (a person) for one probe face."""
 
     identity: str
     person_id: str
@@ -118,7 +125,38 @@ class FindMatch:
 
 
 @dataclass(frozen=True, slots=True)
-class FindResult:
+class FindRow(DeepFaceDict):
+    """One gallery *image* within the threshold of a probe face: a row of DeepFace's ``find`` DataFrame.
+
+    ``identity`` is the matched image's path in folder mode (DeepFace's meaning), else the person's
+    name; ``target_*`` (the face box in that gallery image) are None because the gallery stores
+    embeddings, not boxes; ``hash`` is the image's sha256 when known.
+    """
+
+    identity: str
+    person_id: str
+    name: str
+    hash: str | None
+    source: FacialArea
+    threshold: float
+    distance: float
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"identity": self.identity, "hash": self.hash, "target_x": None, "target_y": None,
+                "target_w": None, "target_h": None, "source_x": self.source.x, "source_y": self.source.y,
+                "source_w": self.source.w, "source_h": self.source.h, "threshold": self.threshold,
+                "distance": self.distance, "person_id": self.person_id, "name": self.name,
+                "confidence": self.confidence}
+
+
+#: DeepFace's ``find`` DataFrame columns, in its order (facegate adds person_id, name and confidence)
+FIND_COLUMNS = ("identity", "hash", "target_x", "target_y", "target_w", "target_h", "source_x", "source_y",
+                "source_w", "source_h", "threshold", "distance", "person_id", "name", "confidence")
+
+
+@dataclass(frozen=True, slots=True)
+class FindResult(DeepFaceDict):
     """Candidates for one face of the probe image, best first; ``identity`` is ``None`` for unknown."""
 
     facial_area: FacialArea
@@ -126,11 +164,29 @@ class FindResult:
     person_id: str | None
     margin: float
     candidates: tuple[FindMatch, ...] = field(default_factory=tuple)
+    #: every gallery image within the threshold, nearest first (DeepFace's DataFrame rows)
+    rows: tuple[FindRow, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
         return {"facial_area": self.facial_area.to_dict(), "identity": self.identity,
                 "person_id": self.person_id, "margin": self.margin,
                 "candidates": [c.to_dict() for c in self.candidates]}
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """DeepFace's ``find(..., batched=True)`` dicts for this face (the DataFrame's rows)."""
+        return [r.to_dict() for r in self.rows]
+
+    def to_pandas(self) -> Any:
+        """DeepFace's ``find`` DataFrame for this face: one row per gallery image within the threshold,
+        nearest first, with DeepFace's columns (:data:`FIND_COLUMNS`). Needs pandas (not a dependency)."""
+        import importlib
+
+        try:
+            pd = importlib.import_module("pandas")
+        except ImportError as err:
+            raise ConfigError("to_pandas() / return_type='dataframe' needs pandas, which facegate does not "
+                              "install: pip install pandas (or facegate[dataframe])") from err
+        return pd.DataFrame(self.to_records(), columns=list(FIND_COLUMNS))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -140,7 +196,63 @@ def _check_metric(distance_metric: str) -> Metric:
     for metric in METRICS:
         if metric == distance_metric:
             return metric
-    raise ConfigError(f"unknown distance_metric {distance_metric!r}; valid: {', '.join(METRICS)}")
+    raise ConfigError(f"unknown distance_metric {distance_metric!r}; valid: {', '.join(METRICS)} or a function")
+
+
+def _metric_or_function(distance_metric: str | DistanceFunction, threshold: float | None
+                        ) -> tuple[Metric | None, DistanceFunction | None, str]:
+    """A named metric, or DeepFace's callable one (which needs an explicit threshold)."""
+    if callable(distance_metric):
+        if threshold is None:
+            name = getattr(distance_metric, "__name__", "the distance function")
+            raise ConfigError(f"distance_metric={name} is a function: pass threshold=... (no calibrated default)")
+        return None, distance_metric, str(getattr(distance_metric, "__name__", "custom"))
+    metric = _check_metric(distance_metric)
+    return metric, None, metric
+
+
+def _call_distance(fn: DistanceFunction, a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
+    value = float(fn(a, b))
+    if not np.isfinite(value):
+        raise ConfigError(f"distance_metric function returned {value}")
+    return value
+
+
+#: DeepFace's input normalisations; facegate's models carry their own in their manifest
+_NORMALIZATIONS = ("base", "raw", "Facenet", "Facenet2018", "VGGFace", "VGGFace2", "ArcFace")
+
+
+def _check_deepface_options(normalization: str, anti_spoofing: bool, expand_percentage: int) -> None:
+    """DeepFace options every recognition function accepts, checked the same way everywhere."""
+    if normalization != "base":
+        if normalization in _NORMALIZATIONS:
+            raise ConfigError(
+                f"normalization={normalization!r} is DeepFace's preprocessing for its own {normalization} weights; "
+                "facegate's models apply the normalisation written in their manifest, so only 'base' (that) "
+                "is accepted"
+            )
+        raise ConfigError(f"unknown normalization {normalization!r}; DeepFace knows {', '.join(_NORMALIZATIONS)}")
+    if anti_spoofing:
+        from facegate.analysis.antispoof import static_antispoof_unavailable
+
+        raise static_antispoof_unavailable()
+    if not (isinstance(expand_percentage, int) and 0 <= expand_percentage <= 1000):
+        raise ConfigError(f"expand_percentage must be an integer 0..1000, got {expand_percentage!r}")
+
+
+def expanded_area(det: FaceDetection, image_shape: tuple[int, ...], expand_percentage: int) -> FacialArea:
+    """``facial_area`` with the box grown by ``expand_percentage`` as DeepFace grows it (clipped to the
+    image). The embedding does not change: the aligned chip is placed by landmarks, not by the box."""
+    if expand_percentage <= 0:
+        return FacialArea.from_detection(det)
+    x, y, w, h = det.box.to_xywh()
+    height, width = int(image_shape[0]), int(image_shape[1])
+    ew, eh = w + int(w * expand_percentage / 100), h + int(h * expand_percentage / 100)
+    x, y = max(0, x - int((ew - w) / 2)), max(0, y - int((eh - h) / 2))
+    w, h = min(width - x, ew), min(height - y, eh)
+    grown = FaceDetection(Box(float(x), float(y), float(x + w), float(y + h)), det.score, det.landmarks,
+                          det.landmark_names, det.detector)
+    return FacialArea.from_detection(grown)
 
 
 def _engine(model_name: str, detector_backend: str, num_threads: int = 1) -> FaceEngine:
@@ -250,7 +362,7 @@ def extract_faces(
             is_real, score = liveness(image, r)
         out.append(ExtractedFace(
             face=np.ascontiguousarray(face),
-            facial_area=FacialArea.from_detection(r.detection),
+            facial_area=expanded_area(r.detection, image.shape, expand_percentage),
             confidence=0.0 if low_confidence else round(float(r.detection.score), 4),
             is_real=is_real,
             antispoof_score=score,
@@ -264,32 +376,43 @@ def represent(
     enforce_detection: bool = True,
     detector_backend: str = DEFAULT_DETECTOR,
     align: bool = True,
+    expand_percentage: int = 0,
+    normalization: str = "base",
+    anti_spoofing: bool = False,
     max_faces: int | None = None,
     l2_normalize: bool = False,
     num_threads: int = 1,
+    silent: bool = False,
 ) -> list[Representation] | list[list[Representation]]:
     """Embeddings of the faces in an image, largest first; a list of images gives a list of lists.
 
-    ``detector_backend="skip"`` takes the whole image as the face (it must already be a face crop).
-    ``align=False`` is accepted for DeepFace compatibility; the Dlib model always needs its chip, so
-    facegate still aligns and logs that once.
+    Positional parameters follow DeepFace's order. ``detector_backend="skip"`` takes the whole image as
+    the face (it must already be a face crop). ``align=False`` is accepted for DeepFace compatibility;
+    the Dlib model always needs its chip, so facegate still aligns and logs that once.
+    ``expand_percentage`` grows the reported ``facial_area`` as DeepFace does (the chip is placed by
+    landmarks, so the embedding is the same); ``normalization`` must be "base" (the model's own);
+    ``anti_spoofing=True`` raises (no single-image anti-spoofing model exists offline); ``silent`` is
+    accepted (facegate prints no progress).
     """
+    del silent
+    _check_deepface_options(normalization, anti_spoofing, expand_percentage)
     if isinstance(img_path, (list, tuple)) or (isinstance(img_path, np.ndarray) and img_path.ndim == 4):
         return [
             _represent_one(item, model_name, enforce_detection, detector_backend, align, max_faces, l2_normalize,
-                           num_threads, f"image[{i}]")
+                           num_threads, f"image[{i}]", expand_percentage)
             for i, item in enumerate(img_path)
         ]
     single: ImageInput = img_path  # type: ignore[assignment]  # not a sequence: checked above
     return _represent_one(single, model_name, enforce_detection, detector_backend, align,
-                          max_faces, l2_normalize, num_threads, _label(img_path, "image"))
+                          max_faces, l2_normalize, num_threads, _label(img_path, "image"), expand_percentage)
 
 
 _ALIGN_WARNED: set[str] = set()
 
 
 def _represent_one(img: ImageInput, model_name: str, enforce_detection: bool, detector_backend: str, align: bool,
-                   max_faces: int | None, l2_normalize: bool, num_threads: int, label: str) -> list[Representation]:
+                   max_faces: int | None, l2_normalize: bool, num_threads: int, label: str,
+                   expand_percentage: int = 0) -> list[Representation]:
     engine = _engine(model_name, detector_backend, num_threads)
     if not align and model_name not in _ALIGN_WARNED:
         _ALIGN_WARNED.add(model_name)
@@ -310,7 +433,7 @@ def _represent_one(img: ImageInput, model_name: str, enforce_detection: bool, de
             vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
         out.append(Representation(
             embedding=tuple(float(v) for v in vector),
-            facial_area=FacialArea.from_detection(r.detection),
+            facial_area=expanded_area(r.detection, image.shape, expand_percentage),
             face_confidence=confidence_override if confidence_override is not None else round(r.detection.score, 4),
             model_id=r.embedding.model_id,
         ))
@@ -322,21 +445,30 @@ def verify(
     img2_path: ImageInput | Sequence[float],
     model_name: str = DEFAULT_MODEL,
     detector_backend: str = DEFAULT_DETECTOR,
-    distance_metric: str = "euclidean",
+    distance_metric: str | DistanceFunction = "euclidean",
     enforce_detection: bool = True,
     align: bool = True,
+    expand_percentage: int = 0,
+    normalization: str = "base",
+    silent: bool = False,
     threshold: float | None = None,
+    anti_spoofing: bool = False,
     num_threads: int = 1,
 ) -> VerifyResult:
     """Are two images (or precomputed embeddings) the same person?
 
-    With several faces in an image, every pair is compared and the closest pair decides, as DeepFace does.
-    ``confidence`` is 51..100 when verified and 0..49 when not.
+    Positional parameters follow DeepFace's order. With several faces in an image, every pair is
+    compared and the closest pair decides, as DeepFace does. ``confidence`` is 51..100 when verified and
+    0..49 when not. ``distance_metric`` may be a function ``f(a, b) -> float`` of two embeddings
+    (smaller = more alike), which needs an explicit ``threshold``; see :func:`represent` for
+    ``expand_percentage``, ``normalization``, ``anti_spoofing`` and ``silent``.
     """
+    del silent
     start = time.perf_counter()
-    metric = _check_metric(distance_metric)
+    _check_deepface_options(normalization, anti_spoofing, expand_percentage)
+    metric, function, metric_name = _metric_or_function(distance_metric, threshold)
     engine = _engine(model_name, detector_backend, num_threads)
-    thr = threshold_for(engine, metric) if threshold is None else float(threshold)
+    thr = float(threshold) if threshold is not None else threshold_for(engine, metric or "euclidean")
 
     def side(img: Any, name: str) -> list[tuple[Embedding, FacialArea | None]]:
         if _is_embedding(img):
@@ -344,28 +476,34 @@ def verify(
         image, results = _faces(engine, img, label=_label(img, name), enforce_detection=enforce_detection)
         if not results:  # enforce_detection=False: the whole image, decoded once
             results = engine.represent(image, skip_detection=True, source=name)
-        return [(r.embedding, FacialArea.from_detection(r.detection)) for r in results if r.embedding is not None]
+        return [(r.embedding, expanded_area(r.detection, image.shape, expand_percentage))
+                for r in results if r.embedding is not None]
 
     left = side(img1_path, "img1")
     right = side(img2_path, "img2")
     best: tuple[float, FacialArea | None, FacialArea | None] | None = None
     for e1, a1 in left:
         for e2, a2 in right:
-            d = metric_distance(e1.vector, e2.vector, metric)
+            if function is not None:
+                d = _call_distance(function, e1.vector, e2.vector)
+            else:
+                assert metric is not None
+                d = metric_distance(e1.vector, e2.vector, metric)
             if best is None or d < best[0]:
                 best = (d, a1, a2)
     if best is None:  # pragma: no cover - side() never returns empty
         raise NoFaceError("no face to compare")
     dist, area1, area2 = best
     verified = dist <= thr
+    slope = engine.embedder.confidence_slopes.get(metric) if metric is not None else None
     return VerifyResult(
         verified=bool(verified),
         distance=float(dist),
         threshold=thr,
-        confidence=round(calibrated_confidence(float(dist), thr, engine.embedder.confidence_slopes.get(metric)), 2),
+        confidence=round(calibrated_confidence(float(dist), thr, slope), 2),
         model=engine.model_name,
         detector_backend=engine.detector_backend,
-        distance_metric=metric,
+        distance_metric=metric_name,
         facial_areas={"img1": area1, "img2": area2},
         time=round(time.perf_counter() - start, 3),
     )
@@ -425,63 +563,203 @@ def open_gallery(gallery: str | Path | Any | None, engine: FaceEngine, *, sync: 
     return engine.open_gallery(path)
 
 
+FindReturn = Literal["results", "dataframe"]
+
+
+@overload
+def find(
+    img_path: ImageInput,
+    gallery: str | Path | Any | None = ...,
+    model_name: str = ...,
+    distance_metric: str | DistanceFunction = ...,
+    enforce_detection: bool = ...,
+    detector_backend: str = ...,
+    align: bool = ...,
+    expand_percentage: int = ...,
+    threshold: float | None = ...,
+    normalization: str = ...,
+    silent: bool = ...,
+    refresh_database: bool = ...,
+    anti_spoofing: bool = ...,
+    batched: Literal[False] = ...,
+    k: int = ...,
+    margin: float = ...,
+    db_path: str | Path | None = ...,
+    num_threads: int = ...,
+    return_type: Literal["results"] = ...,
+) -> list[FindResult]: ...
+
+
+@overload
+def find(
+    img_path: ImageInput,
+    gallery: str | Path | Any | None = ...,
+    model_name: str = ...,
+    distance_metric: str | DistanceFunction = ...,
+    enforce_detection: bool = ...,
+    detector_backend: str = ...,
+    align: bool = ...,
+    expand_percentage: int = ...,
+    threshold: float | None = ...,
+    normalization: str = ...,
+    silent: bool = ...,
+    refresh_database: bool = ...,
+    anti_spoofing: bool = ...,
+    batched: bool = ...,
+    k: int = ...,
+    margin: float = ...,
+    db_path: str | Path | None = ...,
+    num_threads: int = ...,
+    return_type: FindReturn = ...,
+) -> list[Any]: ...
+
+
 def find(
     img_path: ImageInput,
     gallery: str | Path | Any | None = None,
     model_name: str = DEFAULT_MODEL,
-    distance_metric: str = "euclidean",
+    distance_metric: str | DistanceFunction = "euclidean",
     enforce_detection: bool = True,
     detector_backend: str = DEFAULT_DETECTOR,
     align: bool = True,
+    expand_percentage: int = 0,
     threshold: float | None = None,
+    normalization: str = "base",
+    silent: bool = False,
+    refresh_database: bool = True,
+    anti_spoofing: bool = False,
+    batched: bool = False,
     k: int = 5,
     margin: float = 0.0,
     db_path: str | Path | None = None,
     num_threads: int = 1,
-) -> list[FindResult]:
-    """Identify every face of ``img_path`` against a gallery (1:N), one :class:`FindResult` per face.
+    return_type: FindReturn = "results",
+) -> list[FindResult] | list[Any]:
+    """Identify every face of ``img_path`` against a gallery (1:N), one result per face.
 
     ``gallery`` (or DeepFace's ``db_path``) is a gallery database, or a folder with one sub-folder of
-    photos per person which is enrolled transparently and re-synced on each call when files change.
-    ``identity`` is ``None`` (unknown) when the best person is beyond ``threshold`` or closer than
-    ``margin`` to the second-best person.
+    photos per person which is enrolled transparently and re-synced on each call when files change
+    (``refresh_database=False`` skips the re-sync). ``identity`` is ``None`` (unknown) when the best
+    person is beyond ``threshold`` or closer than ``margin`` to the second-best person.
+
+    Result shapes: :class:`FindResult` per face (default); ``return_type="dataframe"`` DeepFace's
+    DataFrame per face (:meth:`FindResult.to_pandas`, needs pandas); ``batched=True`` DeepFace's list of
+    dicts per face with the same keys. A gallery holding only embeddings of other models raises
+    :class:`~facegate.errors.GalleryError`. Positional parameters follow DeepFace's order.
     """
     from facegate.matcher import Matcher
 
-    metric = _check_metric(distance_metric)
+    del silent
+    if return_type not in ("results", "dataframe"):
+        raise ConfigError(f"return_type must be 'results' or 'dataframe', not {return_type!r}")
+    _check_deepface_options(normalization, anti_spoofing, expand_percentage)
+    metric, function, _ = _metric_or_function(distance_metric, threshold)
     engine = _engine(model_name, detector_backend, num_threads)
-    thr = threshold_for(engine, metric) if threshold is None else float(threshold)
-    store = open_gallery(gallery if gallery is not None else db_path, engine)
-    matcher = Matcher(store, engine.model_id, metric=metric, threshold=thr, margin=margin, k=k)
+    thr = float(threshold) if threshold is not None else threshold_for(engine, metric or "euclidean")
+    source = gallery if gallery is not None else db_path
+    store = open_gallery(source, engine, sync=refresh_database)
+    _check_gallery_model(store, engine)
+    folder = Path(source) if isinstance(source, (str, Path)) and Path(source).is_dir() else None
     label = _label(img_path, "image")
     image = load_image(img_path, name=label)
     results = engine.represent(image, enforce_detection=enforce_detection, source=label)
     if not results:
         results = engine.represent(image, skip_detection=True, source=label)
+    slope = engine.embedder.confidence_slopes.get(metric) if metric is not None else None
+    matcher = Matcher(store, engine.model_id, metric=metric, threshold=thr, margin=margin, k=k) if metric else None
+    snapshot = store.snapshot(engine.model_id)
     out: list[FindResult] = []
-    slope = engine.embedder.confidence_slopes.get(metric)
     for r in results:
         assert r.embedding is not None
-        match = matcher.match(r.embedding)
+        area = expanded_area(r.detection, image.shape, expand_percentage)
+        if matcher is not None:
+            match = matcher.match(r.embedding)
+            ranked = [(c.person_id, c.name, c.distance) for c in match.candidates]
+            identity, person_id, gap = match.name, match.person_id, match.margin
+        else:
+            assert function is not None
+            ranked, identity, person_id, gap = _rank_with_function(snapshot, r.embedding, function, thr, margin, k)
         candidates = tuple(
-            FindMatch(
-                identity=c.name,
-                person_id=c.person_id,
-                distance=c.distance,
-                threshold=thr,
-                confidence=round(calibrated_confidence(c.distance, thr, slope), 2),
-                verified=c.distance <= thr,
-            )
-            for c in match.candidates
+            FindMatch(identity=name, person_id=pid, distance=d, threshold=thr,
+                      confidence=round(calibrated_confidence(d, thr, slope), 2), verified=d <= thr)
+            for pid, name, d in ranked
         )
-        out.append(FindResult(
-            facial_area=FacialArea.from_detection(r.detection),
-            identity=match.name,
-            person_id=match.person_id,
-            margin=match.margin,
-            candidates=candidates,
-        ))
+        rows = _find_rows(store, snapshot, r.embedding, metric, function, thr, slope, area, folder)
+        out.append(FindResult(facial_area=area, identity=identity, person_id=person_id, margin=gap,
+                              candidates=candidates, rows=rows))
+    if batched:
+        return [f.to_records() for f in out]
+    if return_type == "dataframe":
+        return [f.to_pandas() for f in out]
     return out
+
+
+def _check_gallery_model(store: Any, engine: FaceEngine) -> None:
+    """A gallery enrolled with other models only would match nothing: say so instead of "unknown"."""
+    models = store.model_ids()
+    if models and engine.model_id not in models:
+        raise GalleryError(
+            f"gallery {store.path} holds embeddings of {', '.join(models)}, not of {engine.model_id} "
+            f"(model_name={engine.model_name!r}): pass the model it was built with, or enrol the people again "
+            "with this model"
+        )
+
+
+def _row_distances(snapshot: GallerySnapshot, vector: NDArray[np.float32], metric: Metric | None,
+                   function: DistanceFunction | None) -> list[tuple[int, float]]:
+    """``(row, distance)`` for every embedding of the snapshot."""
+    if snapshot.size == 0:
+        return []
+    if function is not None:
+        values = [_call_distance(function, vector, row) for row in snapshot.matrix]
+    else:
+        from facegate.matcher import distances
+
+        assert metric is not None
+        values = [float(v) for v in distances(vector, snapshot.matrix, metric)]
+    return list(enumerate(values))
+
+
+def _rank_with_function(snapshot: GallerySnapshot, embedding: Embedding, function: DistanceFunction,
+                        thr: float, margin: float, k: int
+                        ) -> tuple[list[tuple[str, str, float]], str | None, str | None, float]:
+    """The matcher's ranking with a user function: people by the mean distance to their embeddings (the
+    :class:`~facegate.matcher.Matcher`'s default aggregation), the margin to the runner-up."""
+    per_person: dict[int, list[float]] = {}
+    for row, d in _row_distances(snapshot, embedding.vector, None, function):
+        per_person.setdefault(int(snapshot.row_person[row]), []).append(d)
+    best = {person: float(np.mean(ds)) for person, ds in per_person.items()}
+    order = sorted(best, key=lambda person: (best[person], person))
+    ranked = [(snapshot.person_ids[i], snapshot.names[i], best[i]) for i in order]
+    if not ranked:
+        return [], None, None, float("inf")
+    gap = ranked[1][2] - ranked[0][2] if len(ranked) > 1 else float("inf")
+    known = ranked[0][2] <= thr and gap >= margin and gap > 0.0
+    return ranked[:k], ranked[0][1] if known else None, ranked[0][0] if known else None, gap
+
+
+def _find_rows(store: Any, snapshot: GallerySnapshot, embedding: Embedding, metric: Metric | None,
+               function: DistanceFunction | None, thr: float, slope: float | None, area: FacialArea,
+               folder: Path | None) -> tuple[FindRow, ...]:
+    """DeepFace's rows: every gallery image within ``thr``, nearest first."""
+    hits = [(row, d) for row, d in _row_distances(snapshot, embedding.vector, metric, function) if d <= thr]
+    if not hits:
+        return ()
+    stored: dict[str, list[Any]] = {}
+    out = []
+    for row, d in sorted(hits, key=lambda h: h[1]):
+        person = int(snapshot.row_person[row])
+        pid, name = snapshot.person_ids[person], snapshot.names[person]
+        if pid not in stored:
+            stored[pid] = store.embeddings(pid, snapshot.model_id)
+        # the stored embedding (with its source path and hash) behind this snapshot row
+        record = next((e for e in stored[pid] if np.array_equal(e.vector, snapshot.matrix[row])), None)
+        path = getattr(record, "source_path", None)
+        identity = str(folder / path) if folder is not None and path else (path or name)
+        out.append(FindRow(identity=identity, person_id=pid, name=name, hash=getattr(record, "source_sha256", None),
+                           source=area, threshold=thr, distance=float(d),
+                           confidence=round(calibrated_confidence(float(d), thr, slope), 2)))
+    return tuple(out)
 
 
 def enroll(
@@ -519,17 +797,21 @@ def enroll(
 
 
 __all__ = [
+    "FIND_COLUMNS",
     "AnalysisResult",
+    "DistanceFunction",
     "ExtractedFace",
     "FacialArea",
     "FindMatch",
     "FindResult",
+    "FindRow",
     "Representation",
     "VerifyResult",
     "analyze",
     "build_model",
     "default_gallery_path",
     "enroll",
+    "expanded_area",
     "extract_faces",
     "find",
     "open_gallery",

@@ -27,6 +27,7 @@ from facegate.analysis.views import FaceView, source_view
 from facegate.errors import ConfigError, ModelNotInstalledError
 from facegate.facial_area import FacialArea
 from facegate.images import ImageInput, load_image
+from facegate.results import DeepFaceDict
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class Scores:
 
 
 @dataclass(frozen=True, slots=True)
-class AnalysisResult:
+class AnalysisResult(DeepFaceDict):
     """One face. Fields of actions that were not asked for are ``None`` (and absent from ``to_dict``).
 
     ``age`` is DeepFace's integer apparent age; ``age_years`` keeps the model's expected value.
