@@ -2,9 +2,10 @@
 
 Without options: per-stage latency and end-to-end verify. ``--gallery`` 1:N search over synthetic
 galleries, ``--pipeline [VIDEO]`` daemon throughput/latency/RSS, ``--detectors`` detector comparison,
-``--alignment`` landmark providers and face chips, ``--hostile`` peak RSS of ``facegate detect`` on a
-20000x20000 PNG bomb with the pixel cap on and off (needs ~2.5 GB free), ``--all`` everything but
-``--hostile``.
+``--alignment`` landmark providers and face chips, ``--photo [FOLDER]`` ``represent(path)`` on photo
+files (old and new mode alternated, and face_recognition when installed), ``--hostile`` peak RSS of
+``facegate detect`` on a 20000x20000 PNG bomb with the pixel cap on and off (needs ~2.5 GB free),
+``--all`` everything but ``--hostile``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--detectors", action="store_true", help="detector comparison (ms per 640x480 image)")
     p.add_argument("--analysis", action="store_true", help="added cost per face of analysis and liveness")
     p.add_argument("--alignment", action="store_true", help="landmark providers and face chip latency per face")
+    p.add_argument("--photo", nargs="?", const="", default=None, metavar="FOLDER",
+                   help="represent(path) on photos, old/new mode and face_recognition alternated "
+                   "(default: the packaged samples and scikit-image's astronaut at several sizes)")
+    p.add_argument("--photo-mp", default="0,1000", metavar="MIN,MAX",
+                   help="with a FOLDER: only photos of MIN to MAX megapixels (e.g. 0.4,3.4)")
     p.add_argument("--hostile", action="store_true",
                    help="peak RSS of detect on a 20000x20000 PNG bomb, pixel cap on and off (~2.5 GB free)")
     p.add_argument("--all", action="store_true")
@@ -51,10 +57,31 @@ def _show(title: str, items: list[Any], out: dict[str, Any], as_json: bool) -> N
             emit_table(headers, rows)
 
 
+def _photo(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    from facegate.bench.photo import bench_photo, default_photos, photos_in
+    from facegate.errors import ConfigError
+
+    folder = args.photo or None
+    if folder is None:
+        source: Any = default_photos()
+    else:
+        low, high = (float(v) * 1e6 for v in args.photo_mp.split(","))
+        source = nullcontext(photos_in(Path(folder), min_pixels=int(low), max_pixels=int(high)))
+    with source as photos:
+        if not photos:
+            raise ConfigError(f"no photos to benchmark in {folder}")
+        rows, agreement = bench_photo(photos, rounds=max(1, min(args.repeat, 3)))
+    _show("photo path: represent(path) per photo", rows, out, args.json)
+    _show("photo path: always-pad vs skip-pad results", [agreement], out, args.json)
+
+
 def run(args: argparse.Namespace) -> int:
     everything = args.all
     nothing = not (args.stages or args.gallery or args.pipeline is not None or args.detectors or args.analysis
-                   or args.alignment or args.hostile)
+                   or args.alignment or args.hostile or args.photo is not None)
     out: dict[str, Any] = {}
     if everything or nothing or args.stages:
         from facegate.bench.stages import bench_stages, bench_verify
@@ -85,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         from facegate.bench.alignment import bench_alignment
 
         _show("landmarks and alignment per face", bench_alignment(repeat=args.repeat), out, args.json)
+    if everything or args.photo is not None:
+        _photo(args, out)
     if args.hostile:
         from facegate.bench.hostile import bench_hostile
 

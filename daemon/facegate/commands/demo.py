@@ -61,13 +61,15 @@ def run(args: argparse.Namespace) -> int:
         frames_dir = Path(tmp) / "frames"
         sequence = demo_frames(("obama2.jpg", "biden.jpg"))
         write_image_folder(sequence.frames, frames_dir)
+        frame_count = len(sequence)
+        del sequence  # 46 frames of 640x360 (32 MB): the daemon replays them from the folder
         config = demo_config(state_dir, frames_dir, args.broker, args.device_id)
         events: list[FaceEvent] = []
         service = Service(config, stdout=sys.stdout, lossless=True, on_event=events.append)
         outcome = enroll_photos(service.gallery, service.engine, "barack_obama", "Barack Obama",
                                 [("obama.jpg", sample_path("obama.jpg"))])
         sys.stderr.write(f"enrolled Barack Obama from obama.jpg: {outcome.photos[0].status}; replaying "
-                         f"{len(sequence)} frames (obama2.jpg, then biden.jpg)\n")
+                         f"{frame_count} frames (obama2.jpg, then biden.jpg)\n")
         service.install_signal_handlers()
         code = service.run()
     recognized = [e for e in events if e.type == "recognized"]
