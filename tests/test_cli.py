@@ -115,6 +115,7 @@ def test_models_list_and_doctor(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "dlib_resnet_int8" in out and "FAIL" not in out
+    assert "variants embedder Dlib" in out and "runtime total" in out and "numpy" in out
 
 
 def test_demo_command_shows_recognized_and_unknown() -> None:

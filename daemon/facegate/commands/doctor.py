@@ -1,6 +1,8 @@
 """``facegate doctor [--config FILE]``: checks models, TFLite runtime, cameras and the broker.
 
-Prints one line per check (OK / WARN / FAIL) and exits 0 when nothing failed, 5 otherwise.
+Prints one line per check (OK / WARN / FAIL), including which variants of each model family are
+installed (the wheel leaves the fp32 reference variants out), then the disk the install takes: facegate's
+share and each runtime package's. Exits 0 when nothing failed, 5 otherwise.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from facegate.commands.output import emit_table
+from facegate.commands.output import emit_table, emit_text
+
+MB = 1e6
 
 
 def register(subparsers: Any) -> None:
@@ -38,6 +42,39 @@ def _check_models(rows: list[list[str]]) -> None:
             rows.append(["OK", f"model {manifest.name}", f"{manifest.kind} {manifest.family} {manifest.variant}"])
         except FacegateError as err:
             rows.append(["FAIL", f"model {manifest.name}", str(err)])
+    rows += variant_rows(zoo)
+
+
+def variant_rows(zoo: Any) -> list[list[str]]:
+    """One row per model family: its installed variants (default marked) and missing reference variants."""
+    from facegate.inference.reference_models import REFERENCE_MODELS, how_to_get
+
+    families: dict[tuple[str, str], list[Any]] = {}
+    for manifest in sorted(zoo.all(), key=lambda m: (m.kind, m.family.casefold(), m.variant)):
+        families.setdefault((manifest.kind, manifest.family), []).append(manifest)
+    rows = []
+    for (kind, family), manifests in families.items():
+        variants = {m.variant for m in manifests}
+        detail = "installed: " + ", ".join(m.variant + (" (default)" if m.default else "") for m in manifests)
+        for ref in REFERENCE_MODELS:
+            if ref.kind == kind and ref.family.casefold() == family.casefold() and ref.variant not in variants:
+                detail += f"; {ref.variant} not installed: {how_to_get(ref)}"
+        rows.append(["OK", f"variants {kind} {family}", detail])
+    return rows
+
+
+def footprint_rows() -> list[list[Any]]:
+    """facegate's disk usage, its runtime dependencies' and the total, in MB (as ``du`` counts)."""
+    from facegate.footprint import measure
+
+    fp = measure()
+    total = fp.total_bytes
+    own = f"models {fp.models_bytes / MB:.1f} MB" + (f"; {fp.facegate.note}" if fp.facegate.note else "")
+    rows: list[list[Any]] = [["facegate", fp.facegate.version, fp.facegate.bytes / MB,
+                              f"{100 * fp.facegate.bytes / total:.0f}%", own]]
+    rows += [[d.name, d.version, d.bytes / MB, f"{100 * d.bytes / total:.0f}%", d.note] for d in fp.dependencies]
+    rows.append(["runtime total", "", total / MB, "100%", f"facegate and {len(fp.dependencies)} runtime packages"])
+    return rows
 
 
 def _check_cameras(config: Any, timeout: float, rows: list[list[str]]) -> None:
@@ -96,4 +133,6 @@ def run(args: argparse.Namespace) -> int:
             _check_cameras(config, args.timeout, rows)
             _check_broker(config, args.timeout, rows)
     emit_table(["result", "check", "detail"], rows)
+    emit_text("")
+    emit_table(["installed package", "version", "MB on disk", "share", "note"], footprint_rows())
     return 5 if any(r[0] == "FAIL" for r in rows) else 0

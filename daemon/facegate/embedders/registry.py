@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from facegate.embedders.base import Embedder
 from facegate.errors import ModelError, ModelNotInstalledError
 from facegate.inference.manifest import ModelZoo, default_zoo
+from facegate.inference.reference_models import find_reference, how_to_get
 from facegate.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class ManifestEmbedderFactory:
 
     def _not_installed(self, variant: str | None) -> str:
         what = f"{self.family}{f' ({variant})' if variant else ''}"
+        ref = find_reference("embedder", self.family, variant)
+        if ref is not None:
+            return f"embedder {what} is not installed: {how_to_get(ref)}"
         if self.bundled:
             return (
                 f"embedder {what} is not installed: its bundled model is missing from this installation "

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facegate.errors import ModelError, ModelNotInstalledError
+from facegate.inference.reference_models import find_reference, how_to_get
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +249,10 @@ class ModelZoo:
         if variant is not None:
             found = [m for m in found if m.variant == variant]
         if not found:
+            ref = find_reference(kind, family, variant)
             raise ModelNotInstalledError(
                 f"no {kind} model {family!r}{f' ({variant})' if variant else ''} is installed"
+                + (f": {how_to_get(ref)}" if ref is not None else "")
             )
         found.sort(key=lambda m: (not m.default, m.name))
         return found[0]

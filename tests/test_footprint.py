@@ -1,0 +1,101 @@
+"""Install footprint: the wheel leaves the fp32 reference variants out, a missing one says how to get it,
+and ``facegate doctor`` reports installed variants and disk usage measured as ``du`` does."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from facegate.commands.doctor import variant_rows
+from facegate.commands.models import default_build_dir
+from facegate.embedders.registry import EMBEDDERS
+from facegate.errors import ModelNotInstalledError
+from facegate.footprint import disk_usage, measure, normalise
+from facegate.inference.manifest import ModelZoo, bundled_models_dir
+from facegate.inference.reference_models import REFERENCE_MODELS
+from tests.conftest import REPO_ROOT
+
+#: facegate's unpacked share of the wheel today is 25.8 MB (the goal of issue 12 is 20 MB installed); this
+#: bound catches a model or data file slipping back into the wheel
+WHEEL_UNPACKED_LIMIT = 27_000_000
+
+
+def test_pyproject_excludes_exactly_the_reference_models() -> None:
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    excluded = set(re.findall(r'"models/([A-Za-z0-9_]+)\.\*"', pyproject))
+    assert excluded == {ref.name for ref in REFERENCE_MODELS}
+    for ref in REFERENCE_MODELS:  # the checkout keeps them for the tests and the converters
+        assert (REPO_ROOT / "models" / f"{ref.name}.yaml").is_file()
+        assert (REPO_ROOT / "models" / f"{ref.name}.tflite").is_file()
+
+
+@pytest.mark.slow
+def test_wheel_leaves_out_the_reference_variants_and_keeps_every_other_model(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO_ROOT)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = tmp_path.glob("facegate-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        members = archive.infolist()
+    shipped = {Path(m.filename).name for m in members if m.filename.startswith("facegate/models/")}
+    reference = {f"{ref.name}.{ext}" for ref in REFERENCE_MODELS for ext in ("yaml", "tflite")}
+    in_repo = {p.name for p in (REPO_ROOT / "models").iterdir() if p.is_file()}
+    assert shipped == in_repo - reference
+    unpacked = sum(m.file_size for m in members if m.filename.startswith("facegate/"))
+    assert unpacked <= WHEEL_UNPACKED_LIMIT, f"facegate unpacks to {unpacked / 1e6:.1f} MB"
+
+
+def _zoo_without_references(tmp_path: Path) -> ModelZoo:
+    """A models directory as the wheel installs it: the bundled one minus the reference variants."""
+    reference = {ref.name for ref in REFERENCE_MODELS}
+    for path in bundled_models_dir().iterdir():
+        if path.is_file() and path.name.split(".")[0] not in reference:
+            (tmp_path / path.name).symlink_to(path)
+    return ModelZoo((tmp_path,))
+
+
+def test_a_missing_reference_variant_says_how_to_build_it(tmp_path: Path) -> None:
+    zoo = _zoo_without_references(tmp_path)
+    with pytest.raises(ModelNotInstalledError, match=r"facegate models build --only age_gender"):
+        zoo.family("age", "dlib", "fp32")
+    with pytest.raises(ModelNotInstalledError, match=r"Dlib \(fp32\) is not installed: dlib_resnet_fp32 .*"
+                                                     r"facegate models build --only dlib_resnet"):
+        EMBEDDERS.get("Dlib")(variant="fp32", zoo=zoo)
+    assert EMBEDDERS.get("Dlib")(zoo=zoo).name == "Dlib"  # the default int8 variant is there
+    rows = {row[1]: row[2] for row in variant_rows(zoo)}
+    assert rows["variants embedder Dlib"].startswith("installed: int8 (default); fp32 not installed: dlib_resnet_fp32")
+    assert rows["variants detector mediapipe"] == "installed: fp16 (default), int8"
+
+
+def test_a_checkout_lists_the_reference_variants_as_installed() -> None:
+    rows = {row[1]: row[2] for row in variant_rows(ModelZoo((bundled_models_dir(),)))}
+    assert rows["variants embedder Dlib"] == "installed: fp32, int8 (default)"
+    assert default_build_dir() == REPO_ROOT / "models"
+
+
+def test_disk_usage_is_what_du_reports(tmp_path: Path) -> None:
+    if shutil.which("du") is None:
+        pytest.skip("no du on this machine")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "big.bin").write_bytes(b"x" * 300_001)
+    (tmp_path / "small.txt").write_text("hello")
+    (tmp_path / "a" / "hard").hardlink_to(tmp_path / "small.txt")  # counted once, as du does
+    du = subprocess.run(["du", "-s", "-B1", str(tmp_path)], capture_output=True, text=True, check=True)
+    assert disk_usage([tmp_path]) == int(du.stdout.split()[0])
+
+
+def test_footprint_follows_the_runtime_requirements_only() -> None:
+    fp = measure()
+    names = {normalise(d.name) for d in fp.dependencies}
+    assert {"numpy", "pyyaml", "pydantic", "pydantic-core", "paho-mqtt"} <= names
+    assert "opencv-python-headless" in names or any(d.note and "cv2" in d.note for d in fp.dependencies)
+    assert not names & {"pytest", "tensorflow-cpu", "tensorflow", "mypy", "facegate"}  # extras and itself
+    assert 0 < fp.models_bytes <= fp.facegate.bytes
+    assert fp.total_bytes == fp.facegate.bytes + sum(d.bytes for d in fp.dependencies)
+    assert all(d.bytes > 0 for d in fp.dependencies)
