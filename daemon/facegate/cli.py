@@ -6,7 +6,11 @@ happens inside its handler.
 
 Exit codes (documented in the README):
 0 ok, 1 no match / not verified, 2 usage or configuration error, 3 no face, 4 bad input
-(image, payload, model file), 5 runtime failure (broker, camera) that outlasted the retries.
+(image, payload, model file), 5 runtime failure (broker, camera) that outlasted the retries,
+141 (128 + SIGPIPE, as a shell reports it) when the reader of stdout went away (``... | head -1``).
+
+An error is reported once, as ``facegate: error: <message>`` on stderr (with ``-vv`` also the traceback
+in the log); a command's own diagnostics (``check-config``'s line-numbered list) are its output.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +42,7 @@ EXIT_USAGE = 2
 EXIT_NO_FACE = 3
 EXIT_BAD_INPUT = 4
 EXIT_RUNTIME = 5
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 #: sub-command modules, in the order ``facegate --help`` lists them
 COMMAND_MODULES: tuple[str, ...] = (
@@ -97,13 +103,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = handler(args)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside the handler below, not at exit
     except FacegateError as err:
-        logger.error("%s", err)
+        logger.debug("%s failed", args.command, exc_info=True)
         sys.stderr.write(f"facegate: error: {err}\n")
         return exit_code_for(err)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         return 130
     return code
 
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_NO_FACE", "EXIT_NO_MATCH", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "main"]
+def _silence_stdout() -> None:
+    """The reader of stdout is gone: point stdout at /dev/null so the interpreter's final flush does
+    not raise a second BrokenPipeError (the recipe of Python's signal documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (embedded use): nothing to flush
+        pass
+
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_BROKEN_PIPE",
+    "EXIT_NO_FACE",
+    "EXIT_NO_MATCH",
+    "EXIT_OK",
+    "EXIT_RUNTIME",
+    "EXIT_USAGE",
+    "main",
+]

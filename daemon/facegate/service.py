@@ -37,6 +37,7 @@ from facegate.capture.health import CameraStatus, camera_status
 from facegate.capture.registry import build_source
 from facegate.capture.runner import BackoffPolicy, CaptureRunner
 from facegate.config.models import FacegateConfig
+from facegate.config.state_dir import require_state_dir
 from facegate.decision import DecisionConfig as VotingConfig
 from facegate.decision import LivenessVerdict
 from facegate.engine import FaceEngine
@@ -226,7 +227,7 @@ class Service:
         cfg = self.config
         paths = cfg.paths
         images.set_max_pixels(cfg.security.max_image_pixels)
-        paths.state_dir.mkdir(parents=True, exist_ok=True)
+        require_state_dir(paths.state_dir)
         self.topics = Topics(cfg.device.device_id, prefix=cfg.mqtt.prefix,
                              discovery_prefix=cfg.homeassistant.discovery_prefix)
         self._build_recognition()

@@ -2,6 +2,8 @@
 
 Prints ``OK`` and a summary of the effective configuration (the YAML plus stored runtime overrides;
 secrets redacted), or every error as ``FILE:LINE:COLUMN: key: problem``. Exit 0 when valid, 2 when not.
+An unusable state directory (not a directory, not writable) is an error, a warning with --no-secrets
+(a file meant for another machine).
 """
 
 from __future__ import annotations
@@ -57,7 +59,15 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _fail(args, [{"loc": "", "msg": str(err), "type": "config_error"}], [str(err)])
 
+    from facegate.config.state_dir import state_dir_problem
+
+    state_problem = state_dir_problem(config.paths.state_dir)
+    if state_problem is not None and args.secrets:
+        return _fail(args, [{"loc": "state_dir", "msg": state_problem, "type": "state_dir"}],
+                     [f"{args.file}: {state_problem}"])
     warnings = [f"runtime override not applied: {e}" for e in dropped] + _warnings(config, args.secrets)
+    if state_problem is not None:
+        warnings.append(f"{state_problem} (on this machine)")
     keys = [{"key": k.path, "effect": k.effect} for k in runtime_settable_keys()] if args.runtime_keys else None
     if args.json:
         out: dict[str, Any] = {"ok": True, "file": args.file, "warnings": warnings, "config": redacted_dump(config)}

@@ -310,7 +310,7 @@ def read_overlay(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_OVERLAY_BYTES + 1)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no state directory (yet): no overrides either
         return {}
     except OSError as err:
         raise ConfigError(f"{path}: cannot read runtime overrides: {err.strerror}") from err

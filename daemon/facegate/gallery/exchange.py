@@ -118,22 +118,35 @@ def _read_source(source: str | os.PathLike[str] | IO[str] | IO[bytes]) -> str | 
     return data
 
 
-def parse_export(data: str | bytes) -> GalleryExport:
-    """Validate an export document -> :class:`GalleryError` with pydantic's field errors."""
+#: field problems named in an import error; the rest are counted
+_MAX_LISTED_ERRORS = 3
+
+
+def _problems(err: ValidationError) -> str:
+    """``people.0.name: Field required; format: Input should be ...`` - one line, never the input."""
+    errors = err.errors(include_url=False, include_input=False)
+    listed = [f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in errors[:_MAX_LISTED_ERRORS]]
+    more = len(errors) - len(listed)
+    return "; ".join(listed) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_export(data: str | bytes, name: str = "gallery export") -> GalleryExport:
+    """Validate an export document -> :class:`GalleryError` naming ``name`` and the first problems."""
     try:
         return GalleryExport.model_validate_json(data)
     except ValidationError as err:
-        raise GalleryError(f"invalid gallery export: {err}") from err
+        raise GalleryError(f"{name}: not a valid facegate gallery export: {_problems(err)}") from err
     except (ValueError, json.JSONDecodeError) as err:
-        raise GalleryError(f"invalid gallery export: {err}") from err
+        raise GalleryError(f"{name}: not a valid facegate gallery export: {err}") from err
 
 
 def import_gallery(gallery: SqliteGallery, source: str | os.PathLike[str] | IO[str] | IO[bytes]) -> ImportReport:
     """Merge an export into ``gallery`` in one transaction (all people or none)."""
-    document = parse_export(_read_source(source))
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "gallery export"
+    document = parse_export(_read_source(source), name)
     ids = [p.person_id for p in document.people]
     if len(set(ids)) != len(ids):
-        raise GalleryError("invalid gallery export: a person id appears twice")
+        raise GalleryError(f"{name}: not a valid facegate gallery export: a person id appears twice")
     with gallery.transaction("import") as txn:
         outcomes = tuple(txn.apply_record(record) for record in document.people)
     applied = sum(o.applied for o in outcomes)
