@@ -1,6 +1,7 @@
 """``facegate enroll NAME IMG...|DIR``: enrol photos of one person (all-or-nothing per call).
 
-Exit 0 when at least one photo was stored, 3 when no photo had a usable face, 4 for bad input.
+Exit 0 when at least one photo was stored or every photo was already enrolled for this person (running
+the same enrolment again is not an error), 3 when no photo had a usable face, 4 for bad input.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ def _progress_bar(done: int, total: int, label: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from facegate.api import _engine, default_gallery_path
-    from facegate.enrollment import enroll_photos, iter_photo_paths
+    from facegate.enrollment import IMAGE_SUFFIXES, enroll_photos, iter_photo_paths
     from facegate.gallery.records import slugify
 
     paths = iter_photo_paths(args.images)
     if not paths:
-        raise ConfigError("no image files found in the given paths")
+        raise ConfigError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(args.images)}")
     person_id = args.person_id or slugify(args.name)
     engine = _engine(args.model_name, args.detector_backend)
     gallery_path = Path(args.gallery) if args.gallery else default_gallery_path()
@@ -58,14 +59,17 @@ def run(args: argparse.Namespace) -> int:
                                 face_index=args.face, progress=_progress_bar if show_progress else None)
     if show_progress:
         sys.stderr.write("\r\033[K")
+    already = not outcome.ok and all(p.status == "duplicate" for p in outcome.photos)
     if args.json:
-        emit_json(outcome.to_dict())
+        emit_json({**outcome.to_dict(), "already_enrolled": already})
+    elif already:
+        emit_text(f"{args.name} ({person_id}): already enrolled with these {len(paths)} photo(s) in {gallery_path}")
     else:
         emit_text(f"{args.name} ({person_id}): {outcome.stored} of {len(paths)} photo(s) stored in {gallery_path}")
         emit_table(["photo", "status", "quality", "detail"],
                    [[p.label, p.status, "" if p.quality is None else f"{p.quality:.2f}", p.detail]
                     for p in outcome.photos])
-    if outcome.ok:
+    if outcome.ok or already:
         return 0
     if all(p.status in ("no_face", "several_faces") for p in outcome.photos):
         return 3
