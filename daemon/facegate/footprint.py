@@ -83,18 +83,28 @@ def _distribution(name: str) -> metadata.Distribution | None:
         return None
 
 
+def _import_location(name: str) -> Path | None:
+    spec = importlib.util.find_spec(_IMPORT_NAMES.get(name, name.replace("-", "_")))
+    if spec is None or spec.origin is None:
+        return None
+    origin = Path(spec.origin)
+    return origin.parent if origin.name == "__init__.py" else origin
+
+
 def _measure(name: str) -> tuple[PackageSize | None, list[str]]:
     dist = _distribution(name)
     if dist is None:
-        module = _IMPORT_NAMES.get(name, name.replace("-", "_"))
-        spec = importlib.util.find_spec(module)
-        if spec is None or spec.origin is None:
+        where = _import_location(name)
+        if where is None:
             return None, []  # not installed: e.g. a marker that excludes this platform
-        origin = Path(spec.origin)
-        where = origin.parent if origin.name == "__init__.py" else origin
         return PackageSize(name, "?", disk_usage([where]), f"not installed by pip: {where}"), []
-    files = [Path(str(dist.locate_file(f))) for f in dist.files or []]
-    return PackageSize(dist.metadata["Name"] or name, dist.version, disk_usage(files)), _requirements(dist)
+    label = dist.metadata["Name"] or name
+    if dist.files is None:  # metadata without a file list (Debian's python3-numpy, for one)
+        where = _import_location(name)
+        size = disk_usage([where]) if where is not None else 0
+        return PackageSize(label, dist.version, size, f"no file list; measured at {where}"), _requirements(dist)
+    files = [Path(str(dist.locate_file(f))) for f in dist.files]
+    return PackageSize(label, dist.version, disk_usage(files)), _requirements(dist)
 
 
 def facegate_size() -> tuple[PackageSize, int]:
