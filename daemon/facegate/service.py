@@ -180,8 +180,9 @@ class ServiceCounters:
 class Service:
     """One facegate daemon process.
 
-    ``stdout`` (a text stream) receives every event as a JSON line; ``lossless`` makes replays wait for
-    the pipeline instead of dropping frames (demo and tests); ``on_event`` is called for every event.
+    ``stdout`` (a text stream) receives every event as a JSON line, after it was committed to the spool;
+    ``lossless`` makes replays wait for the pipeline instead of dropping frames (demo and tests);
+    ``on_event`` is called for every event.
     """
 
     def __init__(
@@ -485,10 +486,11 @@ class Service:
         payload = event_payload(event, device_id=self.config.device.device_id)
         if self.remote is not None and hasattr(self.remote, "sign_event"):
             payload = self.remote.sign_event(payload)
+        if self.publisher is not None:
+            self.publisher.publish_event(payload)  # committed to the spool before anything claims it was sent
         if self.sink is not None:
             self.sink.publish_event(payload)
         if self.publisher is not None:
-            self.publisher.publish_event(payload)
             if event.type == "recognized" and event.person_id is not None:
                 self._set_presence(event)
                 self.publisher.publish_state(self.topics.last_recognized(event.camera), LastRecognizedPayload(

@@ -115,7 +115,10 @@ ConnectHook = Callable[[], None]
 
 @dataclass(frozen=True, slots=True)
 class PublisherCounters:
-    """Figures for the stats message. ``published`` counts events acknowledged by the broker."""
+    """Figures for the stats message. ``published`` counts events acknowledged by the broker; ``dropped``
+    counts only *events* lost (the spool's bound and drop policy). Fire-and-forget messages not sent while
+    offline (stats, snapshots, command results) are ``messages_dropped``; state updates squeezed out of a
+    long offline backlog (their latest retained value is still republished) are ``states_dropped``."""
 
     connected: bool
     published: int
@@ -127,6 +130,8 @@ class PublisherCounters:
     states_published: int
     commands_received: int
     commands_dropped: int
+    messages_dropped: int = 0
+    states_dropped: int = 0
 
     def to_payload(self) -> PublisherStatsPayload:
         return PublisherStatsPayload(
@@ -136,6 +141,9 @@ class PublisherCounters:
             dropped=self.dropped,
             reconnects=self.reconnects,
             spool_depth=self.spool_depth,
+            messages_dropped=self.messages_dropped,
+            states_dropped=self.states_dropped,
+            commands_dropped=self.commands_dropped,
         )
 
 
@@ -206,6 +214,7 @@ class MqttPublisher:
         self._pending_states: collections.deque[_StateMessage] = collections.deque()
         self._max_pending_states = 1000
         self._subscriptions: dict[str, tuple[int, list[MessageHandler]]] = {}
+        self._overflow: dict[str, list[MessageHandler]] = {}
         self._hooks: list[ConnectHook] = []
         self._last_failure: str | None = None
         self._status: str = STATUS_ONLINE  # what every connect announces; see set_status
@@ -215,7 +224,8 @@ class MqttPublisher:
 
         self._published = 0
         self._rejected = 0
-        self._transient_dropped = 0
+        self._messages_dropped = 0
+        self._states_dropped = 0
         self._states_published = 0
         self._commands_received = 0
         self._commands_dropped = 0
@@ -396,7 +406,7 @@ class MqttPublisher:
             while len(self._pending_states) > self._max_pending_states:
                 # Retained values come back with the reconnect snapshot; only older intents are lost.
                 self._pending_states.popleft()
-                self._transient_dropped += 1
+                self._states_dropped += 1
         self._wake.set()
 
     def clear_state(self, topic: str) -> None:
@@ -416,12 +426,12 @@ class MqttPublisher:
         client = self._client
         if client is None or not self.is_connected:
             with self._lock:
-                self._transient_dropped += 1
+                self._messages_dropped += 1
             return False
         info = client.publish(topic, dumps(payload), qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             with self._lock:
-                self._transient_dropped += 1
+                self._messages_dropped += 1
             logger.debug("MQTT publish to %s not sent: %s", topic, paho.error_string(info.rc))
             return False
         return True
@@ -454,12 +464,19 @@ class MqttPublisher:
             return self._status
 
     # --- subscriptions and hooks ----------------------------------------------------------------------
-    def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1) -> None:
+    def subscribe(
+        self, topic_filter: str, handler: MessageHandler, *, qos: int = 1, on_overflow: MessageHandler | None = None
+    ) -> None:
         """Call ``handler`` (on the dispatcher thread) for messages matching ``topic_filter``.
-        Subscriptions are renewed after every reconnect."""
+        Subscriptions are renewed after every reconnect.
+
+        ``on_overflow`` is called instead, on paho's network thread, for a message that found the
+        bounded command queue full (it must be quick: e.g. answer ``busy``); the drop is counted and logged."""
         if not topic_filter or "\x00" in topic_filter:
             raise ConfigError(f"invalid topic filter {topic_filter!r}")
         with self._lock:
+            if on_overflow is not None:
+                self._overflow.setdefault(topic_filter, []).append(on_overflow)
             existing = self._subscriptions.get(topic_filter)
             handlers = [*existing[1], handler] if existing else [handler]
             self._subscriptions[topic_filter] = (max(qos, existing[0]) if existing else qos, handlers)
@@ -471,6 +488,7 @@ class MqttPublisher:
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
             self._subscriptions.pop(topic_filter, None)
+            self._overflow.pop(topic_filter, None)
             connected = self._connected
         if self._client is not None and connected:
             self._client.unsubscribe(topic_filter)
@@ -511,13 +529,15 @@ class MqttPublisher:
                 connected=self._connected,
                 published=self._published,
                 spooled=spool.put,
-                dropped=spool.dropped + self._transient_dropped,
+                dropped=spool.dropped,
                 rejected=self._rejected,
                 reconnects=max(0, self._connects - 1),
                 spool_depth=spool.depth,
                 states_published=self._states_published,
                 commands_received=self._commands_received,
                 commands_dropped=self._commands_dropped,
+                messages_dropped=self._messages_dropped,
+                states_dropped=self._states_dropped,
             )
 
     # --- paho callbacks (network thread: enqueue and flip flags only) ----------------------------------
@@ -588,7 +608,17 @@ class MqttPublisher:
         except queue.Full:
             with self._lock:
                 self._commands_dropped += 1
-            logger.warning("MQTT command queue full; dropped message on %s", inbound.topic)
+                dropped = self._commands_dropped
+                overflow = [h for f, hs in self._overflow.items() if paho.topic_matches_sub(f, inbound.topic)
+                            for h in hs]
+            if dropped == 1 or dropped % 100 == 0:  # a flood must not flood the journal too
+                logger.warning("MQTT command queue full (%d slots); dropped message on %s (%d dropped so far)",
+                               self.settings.command_queue_size, inbound.topic, dropped)
+            for answer in overflow:
+                try:
+                    answer(inbound)
+                except Exception:
+                    logger.exception("MQTT overflow handler for %s failed", inbound.topic)
             return
         with self._lock:
             self._commands_received += 1

@@ -153,9 +153,14 @@ class PublisherStatsPayload(_Payload):
     connected: bool
     published: int = Field(ge=0, description="events acknowledged by the broker (PUBACK)")
     spooled: int = Field(ge=0, description="events written to the spool")
-    dropped: int = Field(ge=0, description="messages dropped (spool bound, offline transient messages)")
+    dropped: int = Field(ge=0, description="events dropped (the spool's bound and drop policy); nothing else")
     reconnects: int = Field(ge=0)
     spool_depth: int = Field(ge=0, description="events waiting in the spool")
+    messages_dropped: int = Field(
+        default=0, ge=0, description="stats, snapshots, command results not sent while offline"
+    )
+    states_dropped: int = Field(default=0, ge=0, description="superseded state updates dropped from an offline backlog")
+    commands_dropped: int = Field(default=0, ge=0, description="commands refused because the command queue was full")
 
 
 class StatsPayload(_Payload):

@@ -193,6 +193,9 @@ class _Abort(Exception):
 
 
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+#: how much of an unparsed command :meth:`CommandHandler.busy` searches for its request id
+_PEEK_BYTES = 4096
+_REQUEST_ID_PEEK = re.compile(rb'"request_id"\s*:\s*"([A-Za-z0-9._:-]{1,64})"')
 
 
 def _peek_request_id(payload: Mapping[str, Any]) -> str | None:
@@ -295,6 +298,17 @@ class CommandHandler:
                 "remote %s (request %s) rejected: %s", kind, request_id, error.code if error else "?"
             )
         return CommandResult(kind, result_topic(self.topics, kind), payload)
+
+    def busy(self, kind: CommandKind, raw: bytes) -> CommandResult:
+        """The ``busy`` answer to a command that found the command queue full: nothing was done, retry.
+
+        Runs on the network thread during a flood, so it does not parse the payload: the request id is
+        read with a bounded pattern from the first bytes (echoed only if well-formed)."""
+        match = _REQUEST_ID_PEEK.search(bytes(raw[:_PEEK_BYTES]))
+        request_id = _peek_request_id({"request_id": match.group(1).decode("ascii")}) if match else None
+        error = CommandRejected("busy", "the device's command queue is full; nothing was done, retry later",
+                                retry_after_s=1.0)
+        return CommandResult(kind, result_topic(self.topics, kind), self._error(kind, request_id, error))
 
     # --- result building -----------------------------------------------------------------------------
     def _base(self, request_id: str | None, ok: bool) -> dict[str, Any]:

@@ -49,7 +49,7 @@ ErrorCode = Literal[
     "bad_signature",  # wrong secret, wrong topic, or the payload was altered
     "stale",  # ts outside the window, or signed before the daemon's replay window opened
     "replayed",  # nonce already used
-    "busy",  # too many fresh nonces to remember (replay guard full)
+    "busy",  # command queue full, or too many fresh nonces to remember (replay guard full); retry
     "rate_limited",  # token bucket empty; see retry_after_s
     "invalid",  # validation failed; see fields
     "not_found",  # unknown person

@@ -82,7 +82,8 @@ class RemoteControl:
         self._attached = True
         if self.handler is not None:
             for kind in COMMAND_KINDS:
-                self.publisher.subscribe(command_topic(self.topics, kind), partial(self._on_command, kind), qos=1)
+                self.publisher.subscribe(command_topic(self.topics, kind), partial(self._on_command, kind), qos=1,
+                                         on_overflow=partial(self._on_overflow, kind))
         if self.fleet is not None:
             self.fleet.attach(self.publisher)
         self.publish_config_state()
@@ -107,6 +108,16 @@ class RemoteControl:
             logger.warning("not answering rejected %s: too many rejections (%d unanswered)", kind,
                            self.replies_dropped)
             return
+        self.publisher.publish_message(result.topic, result.to_json(), qos=self.qos, retain=False)
+
+    def _on_overflow(self, kind: CommandKind, message: InboundMessage) -> None:
+        """The command queue was full: answer ``busy`` (rate-limited like every rejection)."""
+        if self.handler is None:  # pragma: no cover - subscribed only with a handler
+            return
+        if self.reply_limiter is not None and self.reply_limiter.try_acquire() is not None:
+            self.replies_dropped += 1
+            return
+        result = self.handler.busy(kind, message.payload)
         self.publisher.publish_message(result.topic, result.to_json(), qos=self.qos, retain=False)
 
     # callbacks given to the handler
