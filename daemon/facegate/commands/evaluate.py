@@ -1,7 +1,9 @@
 """``facegate evaluate PAIRS.csv``: verification accuracy, best threshold, ROC AUC, TAR@FAR.
 
 Image paths in the CSV are relative to the CSV's folder (or ``--root``). With ``--detection
-detection.csv`` it evaluates face counts per detector instead.
+detection.csv`` it evaluates face counts per detector instead. ``--identities DIR --cv K`` runs the
+identity-disjoint K-fold cross-validation of :mod:`facegate.evaluation.crossval` for several chains in
+one run (default, MMOD, and the dlib-native reference when dlib is installed).
 """
 
 from __future__ import annotations
@@ -36,9 +38,40 @@ def register(subparsers: Any) -> None:
                    help="1:N evaluation on DIR/<person>/*.jpg: rank-1 (first photo enrolled) and open-set false "
                         "accepts (30%% of the people left out)")
     p.add_argument("--margin", type=float, default=0.0, help="required best/second-best gap for --identities")
+    p.add_argument("--cv", type=int, metavar="K", default=None,
+                   help="with --identities: identity-disjoint K-fold cross-validation (fit on K-1 folds of "
+                        "people, score on the held-out one; mean and worst fold)")
+    p.add_argument("--chains", default="default,mmod,reference",
+                   help="chains compared by --cv (default, mmod, reference = dlib-native, needs dlib)")
+    p.add_argument("--target-far", type=float, default=None, help="FAR of the secure operating point (--cv)")
+    p.add_argument("--cache", metavar="FILE.npz", help="--cv: keep the embeddings here (a second run embeds nothing)")
     p.add_argument("--threads", type=int, default=1)
     add_json_arg(p)
     p.set_defaults(handler=run)
+
+
+def _cross_validation(args: argparse.Namespace) -> int:
+    from facegate.evaluation.crossval import TARGET_FAR
+    from facegate.evaluation.crossval_report import run_cross_validation
+
+    root = Path(args.identities)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder of identities")
+    if args.cv < 2:
+        raise ConfigError("--cv needs at least 2 folds")
+    chains = [c for c in args.chains.split(",") if c]
+    target = TARGET_FAR if args.target_far is None else args.target_far
+    summary = run_cross_validation(root, chains, folds=args.cv, target_far=target,
+                                   cache=Path(args.cache) if args.cache else None, num_threads=args.threads)
+    if args.json:
+        emit_json(summary.to_dict())
+        return 0
+    emit_text(summary.header())
+    emit_table(*summary.pair_table())
+    emit_table(*summary.open_set_table())
+    for line in summary.notes():
+        emit_text(line)
+    return 0
 
 
 def _identification(args: argparse.Namespace) -> int:
@@ -65,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
         code: int = run_detection_command(args)
         return code
+    if args.identities and args.cv:
+        return _cross_validation(args)
     if args.identities:
         return _identification(args)
     if not args.pairs:

@@ -101,17 +101,21 @@ def run_facegate_chains(root: Path, images: Sequence[str], providers: Sequence[s
     return [results[p] for p in providers]
 
 
-def run_dlib_native(root: Path, images: Sequence[str]) -> ChainResult:
-    """The reference chain, entirely in dlib (build/test-time dependency)."""
+def dlib_native_embedder(landmark_ms: list[float] | None = None) -> Callable[[ImageBGR, str], NDArray[np.float32]]:
+    """``embed(image, label)`` by the reference chain, entirely in dlib (build/test-time dependency).
+
+    A photo without a HOG face is embedded whole; ``landmark_ms`` collects the predictor's times.
+    """
     import dlib
     import face_recognition_models
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
     resnet = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
-    result = ChainResult("dlib-native")
-    for rel in images:
-        rgb = np.ascontiguousarray(load_image(root / rel)[:, :, ::-1])
+
+    def embed(image: ImageBGR, label: str) -> NDArray[np.float32]:
+        del label
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
         h, w = rgb.shape[:2]
         factor = min(1.0, HOG_MAX_SIDE / max(h, w))
         small = cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA) \
@@ -123,12 +127,24 @@ def run_dlib_native(root: Path, images: Sequence[str]) -> ChainResult:
                                   round(r.right() / factor), round(r.bottom() / factor))
             t0 = time.perf_counter()
             shape = predictor(rgb, rect)
-            result.landmark_ms.append((time.perf_counter() - t0) * 1000.0)
+            if landmark_ms is not None:
+                landmark_ms.append((time.perf_counter() - t0) * 1000.0)
             chip = dlib.get_face_chip(rgb, shape, 150, 0.25)
         else:
-            result.undetected += 1
             chip = np.ascontiguousarray(_whole_image_chip(rgb, 150))
-        result.vectors[rel] = np.asarray(resnet.compute_face_descriptor(chip), dtype=np.float32)
+        return np.asarray(resnet.compute_face_descriptor(chip), dtype=np.float32)
+
+    return embed
+
+
+def run_dlib_native(root: Path, images: Sequence[str]) -> ChainResult:
+    """The reference chain over ``images`` (paths relative to ``root``)."""
+    result = ChainResult("dlib-native")
+    embed = dlib_native_embedder(result.landmark_ms)
+    for rel in images:
+        before = len(result.landmark_ms)
+        result.vectors[rel] = embed(load_image(root / rel), rel)
+        result.undetected += len(result.landmark_ms) == before
     return result
 
 
