@@ -149,3 +149,13 @@ def test_every_identity_photo_passes_the_human_face_check(shared_data: Path) -> 
         except facegate.errors.FacegateError:
             continue  # several faces: not this check's business
     assert refused == []
+
+
+def test_enrolment_warns_when_a_new_person_lands_on_an_existing_one(tmp_path: Path, samples_dir: Path) -> None:
+    db = tmp_path / "g.sqlite3"
+    assert facegate.enroll("barack", "Barack", [samples_dir / "obama.jpg"], gallery=db).warnings == ()
+    assert facegate.enroll("joe", "Joe", [samples_dir / "biden.jpg"], gallery=db).warnings == ()
+    # the same face under another name stands in for twins or faces the model separates poorly
+    twin = facegate.enroll("twin", "Twin", [samples_dir / "obama2.jpg"], gallery=db)
+    assert twin.stored == 1 and len(twin.warnings) == 1 and "'barack'" in twin.warnings[0]
+    assert twin.to_dict()["warnings"] == list(twin.warnings)

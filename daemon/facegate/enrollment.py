@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 PhotoStatus = Literal["ok", "no_face", "several_faces", "low_quality", "bad_image", "outlier", "duplicate"]
 
-#: A second face at least this fraction of the largest face's area makes a photo ambiguous (unless the largest is central).
+#: A second face at least this fraction of the largest face's area makes a photo ambiguous (unless the
+#: largest is also clearly the most central, see below).
 AMBIGUOUS_AREA_RATIO = 0.5
 #: The largest face is "central" when its centre's offset from the image centre is at most this fraction of
 #: every other similar-sized face's offset...
@@ -68,6 +69,8 @@ class EnrollOutcome:
     name: str
     photos: tuple[PhotoOutcome, ...]
     report: EnrollReport | None  # None when no photo was usable (nothing written)
+    #: e.g. "lands within the same-person threshold of another enrolled person" (see look_alike_warnings)
+    warnings: tuple[str, ...] = ()
 
     @property
     def stored(self) -> int:
@@ -84,6 +87,7 @@ class EnrollOutcome:
             "stored": self.stored,
             "version": self.report.version if self.report else None,
             "photos": [p.to_dict() for p in self.photos],
+            "warnings": list(self.warnings),
         }
 
 
@@ -158,8 +162,10 @@ def refusal_message(outcome: EnrollOutcome) -> str:
 
 
 def raise_if_nothing_stored(outcome: EnrollOutcome) -> EnrollOutcome:
-    """``outcome`` when something was stored, else :class:`EnrollmentError` naming each photo's reason."""
-    if not outcome.ok:
+    """``outcome`` when something was stored (or every photo was already enrolled: re-running an enrolment
+    is not an error), else :class:`EnrollmentError` naming each photo's reason."""
+    already = bool(outcome.photos) and all(p.status == "duplicate" for p in outcome.photos)
+    if not outcome.ok and not already:
         raise EnrollmentError(refusal_message(outcome), outcome)
     return outcome
 
@@ -251,6 +257,7 @@ def enroll_photos(
         items.append(EnrollItem(embedding=emb, label=f"embedding[{i}]"))
     if not items:
         return EnrollOutcome(person_id, name, tuple(o for o in outcomes if o is not None), None)
+    warnings = look_alike_warnings(gallery, engine, person_id, items)
     report = gallery.enroll(person_id, name, items, metadata, replace)
     rejected = {r.index: r for r in report.rejected}
     for k, slot in enumerate(item_slot):
@@ -262,7 +269,35 @@ def enroll_photos(
         else:
             outcomes[slot] = PhotoOutcome(item.label, "ok", notes[k], item.quality)
     final = tuple(o for o in outcomes if o is not None)
-    return EnrollOutcome(person_id, name, final, report)
+    return EnrollOutcome(person_id, name, final, report, warnings if report.stored else ())
+
+
+def look_alike_warnings(gallery: SqliteGallery, engine: FaceEngine, person_id: str,
+                        items: Sequence[EnrollItem]) -> tuple[str, ...]:
+    """Warnings for new embeddings within the model's same-person threshold of *another* person.
+
+    Such a pair will be confused at the door: twins, close relatives, or faces the model separates
+    poorly (the dlib ResNet is known to be weakest on East Asian faces). Nothing is refused; the user
+    is told, so they can add photos, raise the margin, or not rely on face recognition for that pair.
+    """
+    from facegate.matcher import Matcher
+
+    threshold = float(engine.embedder.thresholds.get("euclidean", 0.0))
+    if threshold <= 0.0 or not items:
+        return ()
+    matcher = Matcher(gallery, engine.model_id, metric="euclidean", threshold=threshold, k=3)
+    closest: dict[str, float] = {}
+    for item in items:
+        for cand in matcher.match(item.embedding).candidates:
+            if cand.person_id != person_id and cand.distance <= threshold:
+                closest[cand.person_id] = min(cand.distance, closest.get(cand.person_id, cand.distance))
+    out = tuple(
+        f"close to {other!r} (distance {d:.3f} <= same-person threshold {threshold:.3f}): the two may be confused "
+        "(twins, relatives, or faces the Dlib model separates poorly, e.g. East Asian faces); add more photos of "
+        "both, or raise recognition.margin" for other, d in sorted(closest.items(), key=lambda kv: kv[1]))
+    for line in out:
+        logger.warning("enrolling %s: %s", person_id, line)
+    return out
 
 
 def engine_embed_image(engine: FaceEngine) -> Any:
@@ -287,6 +322,7 @@ __all__ = [
     "engine_embed_image",
     "enroll_photos",
     "iter_photo_paths",
+    "look_alike_warnings",
     "raise_if_nothing_stored",
     "refusal_message",
     "subject_face",

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         emit_table(["photo", "status", "quality", "detail"],
                    [[p.label, p.status, "" if p.quality is None else f"{p.quality:.2f}", p.detail]
                     for p in outcome.photos])
+        for line in outcome.warnings:
+            emit_text(f"warning: {line}")
     if outcome.ok or already:
         return 0
     if all(p.status in ("no_face", "several_faces") for p in outcome.photos):

@@ -20,6 +20,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -116,7 +117,8 @@ def embed_chain(chain: str, root: Path, images: Sequence[str], *, cache: Path | 
             logger.warning("%s: %s: %s", chain, rel, err)
     if cache is not None and changed:
         tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **stored)
+        arrays: dict[str, Any] = dict(stored)
+        np.savez(tmp, **arrays)
         tmp.replace(cache)
     return out
 

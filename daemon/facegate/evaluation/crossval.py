@@ -8,8 +8,9 @@ Protocol (``facegate evaluate --cv K DATA``, ``DATA/identities/<person>/*.jpg``)
   the thresholds are fitted on the pairs whose two people are both outside ``k`` and scored on the
   pairs whose two people are both inside ``k``; pairs across the split are used by neither.
 * Operating points fitted on the training folds: *secure*, the largest threshold whose false-accept
-  rate on training impostor pairs is <= ``target_far``, never looser than the balanced one; *balanced*, the one maximising balanced accuracy
-  (mean of TAR and TNR). Also scored: the chain's *fixed* threshold (dlib's 0.6 for the reference).
+  rate on training impostor pairs is <= ``target_far``, never looser than the balanced one;
+  *balanced*, the one maximising balanced accuracy (mean of TAR and TNR). Also scored: the chain's
+  *fixed* threshold (the manifest's; dlib's 0.6 for the reference).
 * 1:N open set: everybody is enrolled with their first ``n`` photos (``n`` = 1 or 3, never all of a
   person's photos). Genuine probes are the other photos of fold ``k``'s people (accepted = named
   correctly); impostor probes are all photos of fold ``k``'s people against the gallery without them
@@ -280,7 +281,7 @@ def cross_validate(vectors: NDArray[np.float32], persons: Sequence[str], *, fold
                                         margin_min_accept)
                         margins[key] = m
                         open_scores[key + "/margin"] = open_set(dist, names, test, enrolled, policy, threshold, m)
-        report.folds.append(FoldResult(k, int(len(set(names[test]))), pairs, auc, open_scores, margins))
+        report.folds.append(FoldResult(k, len(set(names[test])), pairs, auc, open_scores, margins))
     return report
 
 

@@ -116,6 +116,11 @@ class ModelManifest(_Strict):
         default_factory=dict,
         description="per metric, slope a of P(same | d) = sigmoid(a * (threshold - d)), fitted on labelled pairs",
     )
+    operating_point: dict[str, Any] = Field(
+        default_factory=dict,
+        description="embedders: how the thresholds were chosen (target FAR, the TAR measured at it, the "
+                    "balanced alternative, the 1:N margin), from convert/calibration.json",
+    )
     labels: tuple[str, ...] = ()
     default: bool = Field(default=False, description="preferred variant of its family")
     notes: str = ""
