@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: arrays of the ``.npz`` and their dtypes at run time
 NPZ_ARRAYS: dict[str, str] = {
     "initial_shape": "float32",  # (P, 2) mean shape in the rectangle's unit square
-    "split_idx": "intp",  # (C, T, S, 2) feature indices compared by each split node
+    "split_idx": "uint16",  # (C, T, S, 2) feature indices compared by each split node (as stored: 1/4 of intp)
     "split_thresh": "float32",  # (C, T, S)
     "leaf_values": "float32",  # (C, T, L, P, 2) shape increments
     "anchor_idx": "intp",  # (C, F) mean-shape point each feature pixel hangs off
@@ -86,7 +86,7 @@ class ShapePredictorWeights:
     """The regression-tree ensemble, shapes as in :data:`NPZ_ARRAYS`."""
 
     initial_shape: NDArray[np.float32]
-    split_idx: NDArray[np.intp]
+    split_idx: NDArray[np.uint16]
     split_thresh: NDArray[np.float32]
     leaf_values: NDArray[np.float32]
     anchor_idx: NDArray[np.intp]
@@ -165,7 +165,8 @@ class ShapePredictor:
         leaves = splits + 1
         self._depth = weights.depth
         self._splits = splits
-        # flat per-cascade tables: 1-D ``take`` is several times faster than 2-D fancy indexing
+        # flat per-cascade tables: 1-D ``take`` is several times faster than 2-D fancy indexing; the
+        # feature indices stay uint16 (0.45 MB for both tables instead of 1.8 MB of intp)
         self._idx1 = np.ascontiguousarray(weights.split_idx[..., 0].reshape(cascades, trees * splits))
         self._idx2 = np.ascontiguousarray(weights.split_idx[..., 1].reshape(cascades, trees * splits))
         self._thresh = np.ascontiguousarray(weights.split_thresh.reshape(cascades, trees * splits))
