@@ -243,7 +243,7 @@ def decode_bytes(data: bytes, *, name: str = "image bytes", max_pixels: int | No
     image = cv2.imdecode(buffer, flag)
     if image is None:
         raise ImageError(f"{name}: {fmt.upper()} data is corrupted or truncated and cannot be decoded")
-    if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+    if fmt == "jpeg" and not data[-4096:].rstrip(b"\x00").endswith(b"\xff\xd9"):  # the tail only: no copy
         raise ImageError(f"{name}: JPEG data is truncated (no end-of-image marker)")
     return to_bgr(image, name=name)
 
