@@ -3,6 +3,7 @@ photo is taken, and the human-face confirmation that keeps cats and dogs out of 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -71,7 +72,8 @@ def test_enroll_raises_listing_every_refused_photo(tmp_path: Path, samples_dir: 
     assert [p.status for p in mixed.photos] == ["no_face", "ok"] and mixed.stored == 1
 
 
-def test_group_photo_subject_choice_and_face_index(tmp_path: Path, samples_dir: Path) -> None:
+def test_group_photo_subject_choice_and_face_index(tmp_path: Path, samples_dir: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     engine = get_engine()
     obama, biden = _head(samples_dir, "obama.jpg"), _head(samples_dir, "biden.jpg")
     side = obama.shape[0]
@@ -112,6 +114,12 @@ def test_group_photo_subject_choice_and_face_index(tmp_path: Path, samples_dir: 
     assert facegate.find(samples_dir / "biden.jpg", gallery=db)[0].identity == "Joe Biden"
     with pytest.raises(EnrollmentError, match="out of range"):
         facegate.enroll("x", "X", [path], gallery=db, face_index=5)
+    # `facegate detect` numbers the faces the same way (largest first)
+    assert main(["detect", str(path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["faces"]
+    assert [f["box"]["w"] * f["box"]["h"] for f in listed] == sorted(
+        (f["box"]["w"] * f["box"]["h"] for f in listed), reverse=True)
+    assert listed[index]["box"]["x"] > side // 2  # face `index` is the right-hand one there too
     # the CLI takes --face too and keeps its per-photo table
     assert main(["enroll", "Joe Biden", str(path), "--gallery", str(tmp_path / "c.sqlite3"), "--face",
                  str(index)]) == 0

@@ -1,6 +1,8 @@
 """Verification accuracy over a labelled pairs file (``img_a,img_b,same[,source]``).
 
-Each distinct image is embedded once with its largest face; an image in which no face is found is
+Each distinct image is embedded once with its subject (the largest face a second detector confirms as
+human, :func:`facegate.evaluation.chains.subject`; ``verify`` compares every face pair, so a large false
+detection on a background does not decide it either); an image in which no face is found is
 embedded whole (the dlib "johns" are already 150x150 face chips) and counted in ``undetected``.
 Pairs whose ``source`` starts with ``derived:`` were labelled from identity folders; the others are
 asserted by another project's own test suite ("peer" pairs).
@@ -19,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facegate.engine import FaceEngine
+from facegate.evaluation.chains import subject
 from facegate.errors import FacegateError
 from facegate.evaluation.metrics import accuracy_at, best_threshold, roc
 from facegate.images import load_image
@@ -98,8 +101,8 @@ class EmbeddingCache:
             if not results:
                 self.undetected.append(rel)
                 results = self.engine.represent(image, skip_detection=True, source=rel)
-            best = max(results, key=lambda r: r.detection.box.area)
-            assert best.embedding is not None
+            best = subject(results, image)  # the largest face confirmed human, as enrolment takes it
+            assert best is not None and best.embedding is not None
             self.vectors[rel] = best.embedding.vector
         except FacegateError as err:
             logger.warning("%s: %s", rel, err)
