@@ -21,8 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facegate.engine import FaceEngine
-from facegate.evaluation.chains import subject
 from facegate.errors import FacegateError
+from facegate.evaluation.chains import subject
 from facegate.evaluation.metrics import accuracy_at, best_threshold, roc
 from facegate.images import load_image
 from facegate.matcher import distance as metric_distance
