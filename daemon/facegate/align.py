@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 from facegate.errors import ConfigError, NoFaceError
 from facegate.inference.manifest import AlignmentSpec
 from facegate.landmarks.base import Landmarker, has_points, points_of
+from facegate.orientation import UpsideDownFaceError, is_upright, upright_in_chip
 from facegate.types import LANDMARK_NAMES, AlignedFace, FaceDetection, FaceQuality, ImageBGR
 
 logger = logging.getLogger(__name__)
@@ -327,6 +328,10 @@ class Aligner:
         """
         if not detection.landmark_names:
             return box_chip(image, detection, self.size)
+        if is_upright(detection) is False:
+            raise UpsideDownFaceError("the face's landmarks are upside down (mouth above the eyes): its chip "
+                                      "would be upside down; search the image in other orientations")
+        detected = detection
         detection, available = self._points(image, detection)
         names = tuple(self.spec.points[i] for i in available)
         # dlib's geometry and OpenCV's warps put pixel centres at integer coordinates
@@ -339,6 +344,9 @@ class Aligner:
         else:
             chip, to_source = self._plain(image, points, template)
         to_chip = _corner_origin(np.asarray(cv2.invertAffineTransform(to_source), dtype=np.float64)).astype(np.float32)
+        if upright_in_chip(detected, to_chip) is False:
+            raise UpsideDownFaceError("the chip of this face would not be upright (the landmarks were placed as if a "
+                                      "turned face were upright); search the image in other orientations")
         return AlignedFace(
             image=np.ascontiguousarray(chip),
             detection=detection,

@@ -27,6 +27,7 @@ from facegate.embedders.registry import build_embedder
 from facegate.errors import ImageError, NoFaceError
 from facegate.gallery.outliers import OutlierPolicy
 from facegate.gallery.store import SqliteGallery
+from facegate.orientation import detect_any_orientation
 from facegate.types import AlignedFace, Box, Embedding, FaceDetection, FloatArray, ImageBGR
 
 logger = logging.getLogger(__name__)
@@ -140,20 +141,27 @@ class FaceEngine:
         skip_detection: bool = False,
         source: str = "image",
     ) -> list[FaceResult]:
-        """Detected and aligned faces, largest first (DeepFace orders by area when ``max_faces`` is set)."""
+        """Detected and aligned faces, largest first (DeepFace orders by area when ``max_faces`` is set).
+
+        Photos are searched in every orientation: when no upright face is found, the image turned by
+        90, 270 and 180 degrees is tried, and upside-down detections are never aligned
+        (:func:`facegate.orientation.detect_any_orientation`).
+        """
         if skip_detection or self.detector_backend.casefold() == "skip":
             return [self.whole_image_face(image)]
-        detections = self.detect(image)
-        if not detections:
+        found, degrees = detect_any_orientation(self.detect, self.align, image)
+        if degrees:
+            logger.info("%s: no upright face; found %d turned by %d degrees", source, len(found), degrees)
+        if not found:
             if enforce_detection:
                 raise NoFaceError(
                     f"{source}: no face detected; check the image or pass enforce_detection=False"
                 )
             return []
-        detections.sort(key=lambda d: d.box.area, reverse=True)
+        found.sort(key=lambda item: item[0].box.area, reverse=True)
         if max_faces is not None:
-            detections = detections[: max(0, max_faces)]
-        return [FaceResult(d, self.align(image, d)) for d in detections]
+            found = found[: max(0, max_faces)]
+        return [FaceResult(d, face) for d, face in found]
 
     def embed_chips(self, chips: Sequence[ImageBGR]) -> FloatArray:
         if not chips:

@@ -1,8 +1,9 @@
 """Quality gates: faces too small, too blurred or too turned to be recognised reliably are not voted on.
 
 Two checks, because the cheap one can save an alignment: :meth:`QualityGates.check_detection` looks at
-the detection only (score, box size, eye distance); :meth:`QualityGates.check_quality` looks at the
-:class:`~facegate.types.FaceQuality` the aligner measured on the chip (sharpness, yaw, face size).
+the detection only (score, box size, eye distance, upside-down landmarks);
+:meth:`QualityGates.check_quality` looks at the :class:`~facegate.types.FaceQuality` the aligner
+measured on the chip (sharpness, yaw, face size).
 A rejected face is still tracked (so a blurred frame does not split a track); it just casts no vote.
 """
 
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from facegate.errors import ConfigError
+from facegate.orientation import is_upright
 from facegate.types import FaceDetection, FaceQuality
 
-GateReason = Literal["low_score", "face_too_small", "too_blurry", "pose_too_far"]
-GATE_REASONS: tuple[GateReason, ...] = ("low_score", "face_too_small", "too_blurry", "pose_too_far")
+GateReason = Literal["low_score", "face_too_small", "too_blurry", "pose_too_far", "upside_down"]
+GATE_REASONS: tuple[GateReason, ...] = ("low_score", "face_too_small", "too_blurry", "pose_too_far", "upside_down")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,9 @@ class QualityGates:
             return "face_too_small"
         if c.min_face_px and _eye_distance(detection) < c.min_face_px:
             return "face_too_small"
+        if is_upright(detection) is False:
+            # the mouth above the eyes in the face's own frame: its chip would be upside down
+            return "upside_down"
         return None
 
     def check_quality(self, quality: FaceQuality) -> GateReason | None:

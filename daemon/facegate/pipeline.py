@@ -21,6 +21,7 @@ from typing import Protocol
 
 from facegate.decision import Analyzer, DecisionConfig, DecisionEngine, LivenessVerdict, Observation
 from facegate.gates import GateConfig, QualityGates
+from facegate.orientation import UpsideDownFaceError
 from facegate.stats import StageTimer, Stats, StatsSnapshot
 from facegate.tracker import Tracker, TrackerConfig
 from facegate.types import AlignedFace, Embedding, FaceDetection, FaceEvent, FloatArray, Frame, ImageBGR, MatchResult
@@ -110,7 +111,12 @@ class Pipeline:
                 continue
             reason = gates.check_detection(det)
             if reason is None:
-                face = self.aligner.align(frame.image, det)
+                try:
+                    face = self.aligner.align(frame.image, det)
+                except UpsideDownFaceError:
+                    # a sideways or upside-down face (set cameras[].rotation): no vote, never a wrong chip
+                    stats.rejected("upside_down")
+                    continue
                 aligned_any = True
                 reason = gates.check_quality(face.quality)
                 if reason is None:

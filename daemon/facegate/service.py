@@ -35,6 +35,7 @@ from facegate import images, sdnotify
 from facegate.capture.handoff import FrameHandoff
 from facegate.capture.health import CameraStatus, camera_status
 from facegate.capture.registry import build_source
+from facegate.capture.rotation import with_rotation
 from facegate.capture.runner import BackoffPolicy, CaptureRunner
 from facegate.config.models import FacegateConfig
 from facegate.config.state_dir import require_state_dir
@@ -321,7 +322,7 @@ class Service:
         sources = []
         for cam in cams:
             self.handoff.register(cam.id, capacity=cam.queue_size)
-            sources.append(build_source(cam.id, cam.source.model_dump()))
+            sources.append(with_rotation(build_source(cam.id, cam.source.model_dump()), cam.rotation))
         if not sources:
             # every camera disabled (possibly remotely): idle, still answering commands, until one is enabled
             logger.warning("no camera is enabled; waiting for configuration")

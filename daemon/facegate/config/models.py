@@ -340,6 +340,12 @@ class CameraConfig(_Section):
         description="bounded hand-off to inference; when full the oldest frame is dropped and counted",
         json_schema_extra=_CAMERA,
     )
+    rotation: Literal[0, 90, 180, 270] = Field(
+        default=0,
+        description="turn every frame clockwise by this many degrees (a camera mounted sideways or upside "
+        "down), for every source type",
+        json_schema_extra=_CAMERA,
+    )
 
 
 # ------------------------------------------------------------------------------------------ pipeline
