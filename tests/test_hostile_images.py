@@ -33,6 +33,7 @@ from facegate.images import (
     load_image,
     max_pixels,
     set_max_pixels,
+    to_bgr,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,3 +202,17 @@ def test_folder_sync_reports_the_hostile_photo_and_enrols_the_rest(tmp_path: Pat
     issues = {i.path: i.detail for i in report.issues}
     assert "20000x20000 image" in issues["Barack Obama/bomb.png"]
     assert report.added == 1
+
+
+def test_sixteen_bit_and_alpha_images_convert_without_float_copies() -> None:
+    rng = np.random.default_rng(2)
+    sixteen = rng.integers(0, 65536, (20, 30, 3), dtype=np.uint16)
+    assert np.array_equal(to_bgr(sixteen), (sixteen.astype(np.uint32) // 257).astype(np.uint8))
+    rgba = np.dstack([rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), np.zeros((20, 30), np.uint8)])
+    rgba[:10, :, 3] = 255
+    rgba[10:15, :, 3] = 128
+    out = to_bgr(rgba)
+    assert np.array_equal(out[:10], rgba[:10, :, :3])  # opaque: unchanged
+    assert not out[15:].any()  # transparent: composited on black
+    half = np.abs(out[10:15].astype(int) - rgba[10:15, :, :3].astype(int) * 128 / 255)
+    assert half.max() <= 0.5 + 1e-9  # rounded, not truncated

@@ -1,34 +1,24 @@
 """Peak RSS of ``facegate detect`` on a hostile image (a valid 20000x20000 PNG of 1.2 MB).
 
-Each measurement is a fresh ``python -m facegate detect`` process whose own peak comes from
-``os.wait4`` (``RUSAGE_CHILDREN`` would be the maximum over every child so far). "pixel cap off"
+Each measurement is a fresh ``python -m facegate detect`` process that reports its own ``VmHWM``
+(:func:`~facegate.bench.timing.child_peak_rss_mb`). "pixel cap off"
 raises this process's cap above the image (what facegate did before the cap: decode everything,
 then shrink), "pixel cap on" is the default.
 """
 
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from facegate.bench.timing import child_peak_rss_mb
+
 #: The hostile image: 20000x20000 RGB is 1.2 GB decoded.
 BOMB_SIDE = 20000
-
-_DETECT = (
-    "import sys\n"
-    "from facegate.cli import main\n"
-    "from facegate.images import set_max_pixels\n"
-    "if sys.argv[2] == 'off':\n"
-    "    set_max_pixels(10**9)\n"
-    "sys.exit(main(['detect', sys.argv[1]]))\n"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +48,10 @@ def write_png_bomb(path: Path, side: int = BOMB_SIDE) -> int:
 
 
 def measure_detect(path: Path, mode: str) -> HostileRow:
-    """Run ``facegate detect PATH`` in a child and read that child's own peak RSS."""
+    """Run ``facegate detect PATH`` in a child (cap ``on`` or ``off``) and read the child's own peak RSS."""
     t0 = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", _DETECT, str(path), mode],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _pid, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    peak = usage.ru_maxrss / 1024.0 if sys.platform != "darwin" else usage.ru_maxrss / (1024.0 * 1024.0)
-    return HostileRow(path.name, f"pixel cap {mode}", child.returncode, round(peak, 1),
-                      round(time.perf_counter() - t0, 2))
+    code, peak = child_peak_rss_mb([*(["--cap-off"] if mode == "off" else []), "detect", str(path)])
+    return HostileRow(path.name, f"pixel cap {mode}", code, round(peak, 1), round(time.perf_counter() - t0, 2))
 
 
 def bench_hostile(*, cap_off: bool = True) -> list[HostileRow]:
