@@ -115,3 +115,16 @@ def test_evaluate_cv_on_shared_data(shared_data: Path, tmp_path: Path, capsys: p
             ref_folds = [f["secure"] for f in out["pairs"]["reference"]["per_fold"]]
             our_folds = [f["secure"] for f in default["per_fold"]]
             assert all(o >= r for o, r in zip(our_folds, ref_folds, strict=True))
+
+
+def test_blazeface_boxes_initialise_the_predictor_like_hog_boxes(shared_data: Path) -> None:
+    """The README's box-mapping figures: landmarks from mapped BlazeFace boxes stay within 1% (p90) of the
+    inter-ocular distance of those from dlib's HOG boxes, which the predictor was trained on."""
+    pytest.importorskip("dlib")
+    from facegate.evaluation.box_mapping import collect, landmark_errors
+
+    samples = collect(shared_data / "identities")
+    assert len(samples) >= 120
+    errors = landmark_errors(samples, folds=5)
+    sys.stdout.write({k: round(float(np.percentile(v, 90)), 4) for k, v in errors.items()}.__repr__() + "\n")
+    assert np.percentile(errors["box"], 90) < 0.012 and errors["box"].max() < 0.05
