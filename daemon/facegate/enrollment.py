@@ -1,4 +1,4 @@
-"""Turning photos into gallery enrolments, with a per-photo outcome and all-or-nothing writes.
+"""Turning photos into gallery enrolments, with a per-photo outcome; the usable photos are written in one transaction.
 
 Used by ``facegate enroll``, the library's ``facegate.enroll`` and folder mode, so every path applies the
 same rules: one clear face per photo, confirmed as a human face by a second detector

@@ -1,4 +1,4 @@
-"""``facegate enroll NAME IMG...|DIR``: enrol photos of one person (all-or-nothing per call).
+"""``facegate enroll NAME IMG...|DIR``: enrol photos of one person (the usable ones in one transaction).
 
 Exit 0 when at least one photo was stored or every photo was already enrolled for this person (running
 the same enrolment again is not an error), 3 when no photo had a usable face, 4 for bad input.
