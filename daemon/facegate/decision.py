@@ -20,12 +20,18 @@ Each vote has a weight ``w = q * (0.5 + 0.5 * s)`` in ``(0, 1]`` where
   decided frame still counts half, a clear one fully.
 
 Label ``L`` (a person, or unknown) wins when, with ``n_L`` its number of votes, ``W_L`` their summed
-weight and ``N_L`` = ``min_frames`` (persons) or ``unknown_frames`` (unknown):
+weight and ``N_L`` = ``votes_required`` (persons) or ``unknown_votes`` (unknown):
 
 1. ``n_L >= N_L``  (N agreeing frames within the window),
 2. ``W_L >= min_mean_weight * N_L``  (small or barely decided faces need more frames),
 3. ``W_L >= dominance * max(W_other)`` over every other label, unknown included (a track split between
    two people, or between a person and "unknown", gets no name until one side clearly dominates).
+
+The window holds the required votes at any frame rate: it is ``window_s``, stretched at a low frame
+rate to ``(max(votes_required, unknown_votes) - 0.5)`` frame intervals of the track's camera (measured
+from the frames the pipeline reports, :meth:`DecisionEngine.observe_frame`). At 2 fps the default
+``unknown_votes: 6`` needs 2.75 s, longer than ``window_s: 2.0``: without the stretch a stranger would
+never be reported. The votes keep their meaning (N agreeing frames); a slow camera decides later.
 
 Then, in order: with liveness required, a ``spoof`` verdict emits ``spoof`` and an ``undecided`` one
 waits; a person recognised less than ``cooldown_s`` ago, on any camera, is suppressed (the track is
@@ -45,9 +51,11 @@ import math
 import uuid
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol, runtime_checkable
 
+from facegate.config.models import DecisionConfig as DecisionSection
+from facegate.config.models import section_default
 from facegate.confidence import calibrated_confidence, similarity_from_distance
 from facegate.errors import ConfigError, FacegateError
 from facegate.tracker import TrackSnapshot
@@ -64,6 +72,11 @@ from facegate.types import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: frames further apart than this are a capture outage, not a frame rate (the window is not stretched)
+FRAME_GAP_S = 5.0
+#: votes kept per track (at least the votes required)
+MAX_VOTES = 64
 
 LivenessState = Literal["live", "spoof", "undecided"]
 
@@ -112,26 +125,28 @@ class Analyzer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DecisionConfig:
-    """Voting parameters; see the module docstring for the formula."""
+    """Voting parameters; see the module docstring for the formula. The settings the configuration's
+    ``decision`` section also has carry its names and take their defaults from it (one default each);
+    the others are tuning constants of this module."""
 
-    min_frames: int = 3
-    unknown_frames: int = 5
-    window_s: float = 3.0
+    votes_required: int = section_default(DecisionSection, "votes_required")
+    unknown_votes: int = section_default(DecisionSection, "unknown_votes")
+    window_s: float = section_default(DecisionSection, "window_s")
     min_mean_weight: float = 0.5
     dominance: float = 2.0
     full_weight_face_px: float = 40.0
     separation_ref: float = 0.25
-    cooldown_s: float = 30.0
+    cooldown_s: float = section_default(DecisionSection, "cooldown_s")
     liveness_required: bool = False
     recheck_interval_s: float = 0.5
     split_after: int = 3
-    max_votes: int = 64
+    max_votes: int = MAX_VOTES
 
     def __post_init__(self) -> None:
-        if self.min_frames < 1 or self.unknown_frames < 1 or self.split_after < 1:
-            raise ConfigError("min_frames, unknown_frames and split_after must be >= 1")
-        if self.max_votes < max(self.min_frames, self.unknown_frames):
-            raise ConfigError("max_votes must be at least min_frames and unknown_frames")
+        if self.votes_required < 1 or self.unknown_votes < 1 or self.split_after < 1:
+            raise ConfigError("votes_required, unknown_votes and split_after must be >= 1")
+        if self.max_votes < max(self.votes_required, self.unknown_votes):
+            raise ConfigError("max_votes must be at least votes_required and unknown_votes")
         if not (self.window_s > 0.0 and self.full_weight_face_px > 0.0 and self.separation_ref > 0.0):
             raise ConfigError("window_s, full_weight_face_px and separation_ref must be > 0")
         if not 0.0 <= self.min_mean_weight <= 1.0:
@@ -140,6 +155,13 @@ class DecisionConfig:
             raise ConfigError(f"dominance must be >= 1, got {self.dominance!r}")
         if not (self.cooldown_s >= 0.0 and self.recheck_interval_s >= 0.0):
             raise ConfigError("cooldown_s and recheck_interval_s must be >= 0 (0 disables)")
+
+    @classmethod
+    def from_section(cls, section: DecisionSection, *, liveness_required: bool = False) -> DecisionConfig:
+        """The voting settings of the configuration's ``decision`` section (the rest keep their defaults)."""
+        return cls(votes_required=section.votes_required, unknown_votes=section.unknown_votes,
+                   window_s=section.window_s, cooldown_s=section.cooldown_s, liveness_required=liveness_required,
+                   max_votes=max(MAX_VOTES, section.votes_required, section.unknown_votes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +234,19 @@ class Tally:
     metric: Metric
 
 
-def tally(votes: deque[Vote], now: float, config: DecisionConfig) -> Tally | None:
-    """The label that satisfies all three conditions among ``votes`` newer than ``now - window_s``."""
-    start = now - config.window_s
+def window_for(config: DecisionConfig, frame_interval: float | None) -> float:
+    """The voting window at a camera whose frames come ``frame_interval`` seconds apart (None: unknown):
+    ``window_s``, or longer when it cannot hold the required votes (see the module docstring)."""
+    if frame_interval is None or not frame_interval > 0.0:
+        return config.window_s
+    need = max(config.votes_required, config.unknown_votes)
+    return max(config.window_s, (need - 0.5) * frame_interval)
+
+
+def tally(votes: deque[Vote], now: float, config: DecisionConfig, window_s: float | None = None) -> Tally | None:
+    """The label that satisfies all three conditions among ``votes`` newer than ``now - window_s``
+    (default ``config.window_s``)."""
+    start = now - (config.window_s if window_s is None else window_s)
     weights: dict[str | None, float] = {}
     counts: dict[str | None, int] = {}
     total = 0
@@ -229,7 +261,7 @@ def tally(votes: deque[Vote], now: float, config: DecisionConfig) -> Tally | Non
     ranked = sorted(weights.items(), key=lambda kv: kv[1], reverse=True)
     label, best = ranked[0]
     runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
-    need = config.unknown_frames if label is None else config.min_frames
+    need = config.unknown_votes if label is None else config.votes_required
     if counts[label] < need or best < config.min_mean_weight * need or best < config.dominance * runner_up:
         return None
     wsum = dsum = 0.0
@@ -295,6 +327,42 @@ class DecisionEngine:
         self._last_recognized: dict[str, float] = {}
         #: tracks decided without an event because of the cooldown (for stats)
         self.suppressed = 0
+        #: camera -> (monotonic time of its last frame, smoothed interval between its frames)
+        self._frames: dict[str, tuple[float, float | None]] = {}
+
+    def update_config(self, config: DecisionConfig) -> None:
+        """Apply new voting settings to the running engine: tracks, their votes and the per-person
+        cooldowns are kept (a live patch must not re-announce a person standing at the door)."""
+        if config.liveness_required and isinstance(self.liveness, OffLiveness):
+            raise ConfigError("liveness is required but no liveness checker is configured (liveness: off)")
+        self.config = config
+
+    def update_liveness(self, liveness: LivenessVerdict | None, *, required: bool) -> None:
+        """Replace the liveness checker (its section changed); undecided tracks gather evidence anew."""
+        if required and (liveness is None or isinstance(liveness, OffLiveness)):
+            raise ConfigError("liveness is required but no liveness checker is configured (liveness: off)")
+        self.liveness = liveness or OffLiveness()
+        self.config = replace(self.config, liveness_required=required)
+
+    def observe_frame(self, camera: str, now: float) -> None:
+        """A frame of ``camera`` at monotonic ``now`` (with or without faces): measures its frame rate."""
+        last = self._frames.get(camera)
+        if last is None:
+            self._frames[camera] = (now, None)
+            return
+        previous, interval = last
+        dt = now - previous
+        if dt <= 0.0:
+            return
+        if dt > FRAME_GAP_S:  # a capture outage, not the frame rate
+            self._frames[camera] = (now, interval)
+            return
+        self._frames[camera] = (now, dt if interval is None else interval + 0.2 * (dt - interval))
+
+    def window(self, camera: str) -> float:
+        """The voting window of ``camera``'s tracks now (``window_s`` or stretched, :func:`window_for`)."""
+        last = self._frames.get(camera)
+        return window_for(self.config, last[1] if last is not None else None)
 
     def needs_observation(self, track_id: int, now: float) -> bool:
         """Whether the face of this track is worth aligning and embedding in the frame at ``now``."""
@@ -353,7 +421,7 @@ class DecisionEngine:
                     st.best_face, st.best_score = face, score
         elif observation is None and not cfg.liveness_required:
             return None  # nothing new to count
-        result = tally(st.votes, now, cfg)
+        result = tally(st.votes, now, cfg, self.window(track.camera))
         if result is None:
             return None
         event_type: EventType = "recognized" if result.person_id is not None else "unknown"
@@ -442,4 +510,5 @@ __all__ = [
     "Vote",
     "tally",
     "vote_of",
+    "window_for",
 ]

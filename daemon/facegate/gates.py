@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from facegate.config.models import GatesConfig as GatesSection
+from facegate.config.models import section_default
 from facegate.errors import ConfigError
 from facegate.orientation import is_upright
 from facegate.types import FaceDetection, FaceQuality
@@ -29,8 +31,9 @@ class GateConfig:
     (BlazeFace full-range, int8 dlib ResNet, threshold 0.6) moved obama's distance to his enrolled
     photo from 0.36 (57 px) to 0.42-0.45 (19-23 px), 0.45-0.50 (16 px) and 0.52-0.56 (12 px), hence 20.
     ``min_box_px`` is the shorter side of the detection box. ``min_sharpness`` is the variance of the
-    Laplacian on the chip (``FaceQuality.sharpness``). ``max_abs_yaw`` bounds ``|FaceQuality.yaw|``
-    (0 frontal, 1 profile).
+    Laplacian on the chip (``FaceQuality.sharpness``). ``max_yaw`` bounds ``|FaceQuality.yaw|``
+    (0 frontal, 1 profile). The settings of the configuration's ``gates`` section carry its names and
+    defaults (one default each).
 
     Defaults measured with BlazeFace + the dlib chip + the int8 dlib ResNet: on the demo frames
     (640x360, inter-ocular ~57 px) sharpness is 100-145 and Gaussian blur of sigma 1/2/3/6 gives
@@ -42,16 +45,21 @@ class GateConfig:
     """
 
     min_score: float = 0.0
-    min_face_px: float = 20.0
+    min_face_px: float = section_default(GatesSection, "min_face_px")
     min_box_px: float = 0.0
-    min_sharpness: float = 5.0
-    max_abs_yaw: float = 0.7
+    min_sharpness: float = section_default(GatesSection, "min_sharpness")
+    max_yaw: float = section_default(GatesSection, "max_yaw")
 
     def __post_init__(self) -> None:
-        for name in ("min_score", "min_face_px", "min_box_px", "min_sharpness", "max_abs_yaw"):
+        for name in ("min_score", "min_face_px", "min_box_px", "min_sharpness", "max_yaw"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ConfigError(f"gate {name} must be a finite number >= 0, got {value!r}")
+
+    @classmethod
+    def from_section(cls, section: GatesSection) -> GateConfig:
+        """The gates of the configuration's ``gates`` section."""
+        return cls(min_face_px=section.min_face_px, min_sharpness=section.min_sharpness, max_yaw=section.max_yaw)
 
 
 def _eye_distance(detection: FaceDetection) -> float:
@@ -69,6 +77,10 @@ class QualityGates:
 
     def __init__(self, config: GateConfig | None = None) -> None:
         self.config = config or GateConfig()
+
+    def update_config(self, config: GateConfig) -> None:
+        """New thresholds from the next face on (a live patch)."""
+        self.config = config
 
     def check_detection(self, detection: FaceDetection) -> GateReason | None:
         c = self.config
@@ -90,7 +102,7 @@ class QualityGates:
             return "face_too_small"
         if c.min_sharpness and quality.sharpness < c.min_sharpness:
             return "too_blurry"
-        if c.max_abs_yaw and abs(quality.yaw) > c.max_abs_yaw:
+        if c.max_yaw and abs(quality.yaw) > c.max_yaw:
             return "pose_too_far"
         return None
 

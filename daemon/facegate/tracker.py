@@ -17,22 +17,23 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from facegate.config.models import DecisionConfig as DecisionSection
+from facegate.config.models import section_default
 from facegate.errors import ConfigError
 from facegate.types import Box
 
 
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
-    """``iou_threshold``: minimum IoU to continue a track. ``max_age_s``: a track unseen this long ends;
-    0.5 s bridges a few missed detections at 5-10 fps yet lets the next person who steps into the same
-    spot in front of a door start a new track (one event per appearance).
+    """``iou_threshold`` (``decision.track_iou``): minimum IoU to continue a track. ``max_age_s``
+    (``decision.track_max_age_s``, whose default and its reason live there): a track unseen this long ends.
     ``max_center_distance``: fallback match when the centres are closer than this many face sizes
     (``sqrt`` of the mean box area; 0 disables); it also requires the box areas to differ by less than
     ``max_size_ratio``. ``velocity_smoothing``: weight of the newest velocity estimate (0 disables the
     motion prediction)."""
 
-    iou_threshold: float = 0.3
-    max_age_s: float = 0.5
+    iou_threshold: float = section_default(DecisionSection, "track_iou")
+    max_age_s: float = section_default(DecisionSection, "track_max_age_s")
     max_center_distance: float = 0.6
     max_size_ratio: float = 2.0
     velocity_smoothing: float = 0.5
@@ -48,6 +49,11 @@ class TrackerConfig:
             raise ConfigError(f"tracker max_size_ratio must be >= 1, got {self.max_size_ratio!r}")
         if not 0.0 <= self.velocity_smoothing <= 1.0:
             raise ConfigError(f"tracker velocity_smoothing must be in [0, 1], got {self.velocity_smoothing!r}")
+
+    @classmethod
+    def from_section(cls, section: DecisionSection) -> TrackerConfig:
+        """The tracking settings of the configuration's ``decision`` section."""
+        return cls(iou_threshold=section.track_iou, max_age_s=section.track_max_age_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,10 @@ class Tracker:
         self.config = config or TrackerConfig()
         self._ids = itertools.count(1)
         self._cameras: dict[str, list[_Track]] = {}
+
+    def update_config(self, config: TrackerConfig) -> None:
+        """New matching settings from the next frame on; live tracks are kept."""
+        self.config = config
 
     def update(self, camera: str, boxes: Sequence[Box], now: float) -> TrackerUpdate:
         """Assign ``boxes`` (one frame of ``camera`` at monotonic time ``now``) to tracks."""

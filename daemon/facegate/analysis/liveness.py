@@ -72,6 +72,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from facegate.config.models import LivenessConfig as LivenessSection
+from facegate.config.models import section_default
 from facegate.decision import LivenessState, LivenessVerdict, OffLiveness
 from facegate.errors import ConfigError, NoFaceError
 from facegate.types import Box, FaceDetection, Frame, ImageBGR
@@ -106,16 +108,18 @@ MOTION_NOISE_FLOOR = 0.035
 
 @dataclass(frozen=True, slots=True)
 class LivenessSettings:
-    """Parameters; the defaults are the measured ones (see the module docstring)."""
+    """Parameters; the defaults are the measured ones (see the module docstring). The settings of the
+    configuration's ``liveness`` section carry its names and defaults (one default each: ``mode`` is
+    ``off`` there and here; a checker needs a mode other than ``off``)."""
 
-    mode: LivenessMode = "blink+motion"
-    window_s: float = 3.0
-    blink_min_count: int = 1
-    blink_closed_ratio: float = 0.6
+    mode: LivenessMode = section_default(LivenessSection, "mode")
+    window_s: float = section_default(LivenessSection, "window_s")
+    blink_min_count: int = section_default(LivenessSection, "blink_min_count")
+    blink_closed_ratio: float = section_default(LivenessSection, "blink_closed_ratio")
     blink_open_ratio: float = 0.85
     blink_max_s: float = 0.5
-    motion_min_parallax: float = 0.05
-    on_fail: Literal["spoof", "undecided"] = "spoof"
+    motion_min_parallax: float = section_default(LivenessSection, "motion_min_parallax")
+    on_fail: Literal["spoof", "undecided"] = section_default(LivenessSection, "on_fail")
     min_frames: int = 5
     max_yaw: float = 0.5
     min_face_px: float = 30.0
@@ -356,7 +360,8 @@ class LivenessChecker:
     """
 
     def __init__(self, settings: LivenessSettings | None = None, *, mesh: Any = None, num_threads: int = 1) -> None:
-        self.settings = settings or LivenessSettings()
+        # without settings a checker checks everything it can (the configuration's default is no checker)
+        self.settings = settings or LivenessSettings(mode="blink+motion")
         if self.settings.mode == "off":
             raise ConfigError("liveness mode 'off' has no checker; use decision.OffLiveness")
         self._mesh = mesh if mesh is not None else MeshSource(num_threads)

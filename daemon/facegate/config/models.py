@@ -104,6 +104,13 @@ class _Section(BaseModel):
     )
 
 
+def section_default(section: type[BaseModel], name: str) -> Any:
+    """The default of setting ``name`` of a config section: the one place a stage's defaults come from
+    (``facegate.decision``, ``facegate.gates``, ``facegate.tracker`` and the liveness checker read theirs
+    here, so a library user and a daemon user get the same behaviour from the same names)."""
+    return section.model_fields[name].get_default(call_default_factory=True)
+
+
 def _known_name(module: str, attribute: str, name: str) -> str:
     """Canonical spelling of ``name`` in the registry ``module.attribute``; ``name`` unchanged when
     that registry module is not part of this build."""
@@ -470,7 +477,7 @@ class DecisionConfig(_Section):
         default=2.0,
         gt=0.0,
         le=60.0,
-        description="votes older than this are forgotten, seconds",
+        description="votes older than this are forgotten, seconds (longer at a low frame rate, to hold the votes)",
         json_schema_extra=_LIVE,
     )
     unknown_votes: int = Field(
