@@ -196,7 +196,7 @@ def test_decided_events_carry_the_attributes(astronaut_face: AlignedFace) -> Non
     from facegate.tracker import TrackSnapshot
     from facegate.types import Frame, MatchResult
 
-    engine = DecisionEngine(DecisionConfig(min_frames=3), model_id="dlib_resnet_v1",
+    engine = DecisionEngine(DecisionConfig(votes_required=3), model_id="dlib_resnet_v1",
                             analyzer=AttributeAnalyzer())
     match = MatchResult(person_id="eileen", name="Eileen Collins", distance=0.3, threshold=0.6, margin=0.3,
                         metric="euclidean")

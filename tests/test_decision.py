@@ -18,6 +18,7 @@ from facegate.decision import (
     Observation,
     OffLiveness,
     vote_of,
+    window_for,
 )
 from facegate.errors import ConfigError, FacegateError
 from facegate.tracker import TrackSnapshot
@@ -88,7 +89,7 @@ def feed(
 
 
 def test_recognized_after_n_agreeing_frames_then_silent() -> None:
-    engine = DecisionEngine(DecisionConfig(min_frames=3), model_id="dlib_resnet_v1")
+    engine = DecisionEngine(DecisionConfig(votes_required=3), model_id="dlib_resnet_v1")
     events = feed(engine, 1, [("obama", 0.35)] * 10)
     assert [i for i, _ in events] == [2]
     event = events[0][1]
@@ -106,19 +107,19 @@ def test_recognized_after_n_agreeing_frames_then_silent() -> None:
 
 def test_event_confidence_uses_the_embedder_calibration() -> None:
     slope = 12.0
-    engine = DecisionEngine(DecisionConfig(min_frames=3), confidence_slopes={"euclidean": slope})
+    engine = DecisionEngine(DecisionConfig(votes_required=3), confidence_slopes={"euclidean": slope})
     event = feed(engine, 1, [("obama", 0.35)] * 3)[0][1]
     expected = 100.0 / (1.0 + math.exp(-slope * (THRESHOLD - 0.35)))
     assert event.confidence == pytest.approx(expected)
     assert event.confidence == pytest.approx(calibrated_confidence(0.35, THRESHOLD, slope))
     assert event.confidence != pytest.approx(confidence_from_distance(0.35, THRESHOLD))
-    unknown = DecisionEngine(DecisionConfig(unknown_frames=3), confidence_slopes={"euclidean": slope})
+    unknown = DecisionEngine(DecisionConfig(unknown_votes=3), confidence_slopes={"euclidean": slope})
     stranger = feed(unknown, 1, [(None, 0.62)] * 3)[0][1]
     assert stranger.confidence is not None and stranger.confidence <= 49.0
 
 
 def test_two_frames_are_not_enough() -> None:
-    engine = DecisionEngine(DecisionConfig(min_frames=3))
+    engine = DecisionEngine(DecisionConfig(votes_required=3))
     assert feed(engine, 1, [("obama", 0.3)] * 2) == []
     assert not engine.is_decided(1)
 
@@ -143,7 +144,7 @@ def test_vote_weight_formula() -> None:
 
 
 def test_small_faces_need_more_frames() -> None:
-    cfg = DecisionConfig(min_frames=3, min_mean_weight=0.5)
+    cfg = DecisionConfig(votes_required=3, min_mean_weight=0.5)
     big = DecisionEngine(cfg)
     small = DecisionEngine(cfg)
     assert [i for i, _ in feed(big, 1, [("a", 0.3)] * 8, face_px=40.0)] == [2]
@@ -155,7 +156,7 @@ def test_small_faces_need_more_frames() -> None:
 
 
 def test_split_votes_give_no_name_until_one_dominates() -> None:
-    engine = DecisionEngine(DecisionConfig(min_frames=3, dominance=2.0))
+    engine = DecisionEngine(DecisionConfig(votes_required=3, dominance=2.0))
     alternating = [("alice", 0.4), ("bob", 0.4)] * 4
     assert feed(engine, 1, alternating) == []
     # alice keeps coming while bob's votes age out of the 3 s window
@@ -168,8 +169,8 @@ def test_split_votes_give_no_name_until_one_dominates() -> None:
     assert t < 3.0, "decided by dominance, not only after the window dropped bob"
 
 
-def test_unknown_after_unknown_frames_and_abstentions_do_not_count() -> None:
-    engine = DecisionEngine(DecisionConfig(unknown_frames=5))
+def test_unknown_after_unknown_votes_and_abstentions_do_not_count() -> None:
+    engine = DecisionEngine(DecisionConfig(unknown_votes=5))
     events = feed(engine, 1, [(None, 0.9)] * 8)
     assert [i for i, _ in events] == [4]
     event = events[0][1]
@@ -178,12 +179,12 @@ def test_unknown_after_unknown_frames_and_abstentions_do_not_count() -> None:
     assert event.distance == pytest.approx(0.9)
     assert event.confidence is not None and event.confidence < 50
     # low-margin refusals within the threshold never become "unknown"
-    ambiguous = DecisionEngine(DecisionConfig(unknown_frames=5))
+    ambiguous = DecisionEngine(DecisionConfig(unknown_votes=5))
     assert feed(ambiguous, 2, [(None, 0.4)] * 20, margin=0.01) == []
 
 
 def test_empty_gallery_gives_unknown_without_distance() -> None:
-    engine = DecisionEngine(DecisionConfig(unknown_frames=3))
+    engine = DecisionEngine(DecisionConfig(unknown_votes=3))
     events = feed(engine, 1, [(None, math.inf)] * 3, margin=math.inf)
     assert len(events) == 1
     assert events[0][1].type == "unknown"
@@ -191,19 +192,32 @@ def test_empty_gallery_gives_unknown_without_distance() -> None:
 
 
 def test_unknown_votes_block_a_weak_name() -> None:
-    engine = DecisionEngine(DecisionConfig(min_frames=3, unknown_frames=5))
+    engine = DecisionEngine(DecisionConfig(votes_required=3, unknown_votes=5))
     seq: list[tuple[str | None, float]] = [("a", 0.5), (None, 0.8), ("a", 0.5), (None, 0.8), ("a", 0.5)]
     assert feed(engine, 1, seq) == []
 
 
 def test_votes_outside_the_window_do_not_count() -> None:
-    engine = DecisionEngine(DecisionConfig(min_frames=3, window_s=1.0))
-    assert feed(engine, 1, [("a", 0.3)] * 3, dt=0.6) == []
+    engine = DecisionEngine(DecisionConfig(votes_required=3, window_s=1.0))
+    # frames every 0.3 s (the window holds 3 votes), a vote on every other one: 3 votes span 1.2 s
+    for i in range(7):
+        t = i * 0.3
+        observation = obs("a", 0.3, t) if i % 2 == 0 else None
+        assert engine.update(frame(t), track(1, t), DETECTION, observation) is None
     assert [i for i, _ in feed(engine, 1, [("a", 0.3)] * 3, start=5.0, dt=0.3)] == [2]
 
 
+def test_the_window_stretches_to_hold_the_votes_at_a_low_frame_rate() -> None:
+    """2 fps, 6 unknown votes, window_s 2.0: 6 frames span 2.5 s; the window becomes 2.75 s."""
+    engine = DecisionEngine(DecisionConfig(unknown_votes=6, window_s=2.0))
+    events = feed(engine, 1, [(None, 0.9)] * 8, dt=0.5)
+    assert [(i, e.type) for i, e in events] == [(5, "unknown")]
+    assert engine.window("door") == pytest.approx(2.75)
+    assert window_for(DecisionConfig(unknown_votes=6, window_s=2.0), 0.1) == 2.0  # 10 fps: unchanged
+
+
 def test_cooldown_per_person_across_cameras() -> None:
-    engine = DecisionEngine(DecisionConfig(min_frames=3, cooldown_s=30.0))
+    engine = DecisionEngine(DecisionConfig(votes_required=3, cooldown_s=30.0))
     assert len(feed(engine, 1, [("a", 0.3)] * 3)) == 1
     engine.forget(1)
     # a new appearance of the same person on the same camera within the cooldown: no event
@@ -236,7 +250,7 @@ class StubLiveness:
 
 def test_liveness_required_waits_for_a_live_verdict() -> None:
     liveness = StubLiveness("undecided")
-    engine = DecisionEngine(DecisionConfig(min_frames=3, liveness_required=True), liveness=liveness)
+    engine = DecisionEngine(DecisionConfig(votes_required=3, liveness_required=True), liveness=liveness)
     assert feed(engine, 1, [("a", 0.3)] * 6) == []
     assert liveness.updates == [1] * 6
     liveness.state = "live"
@@ -250,7 +264,7 @@ def test_liveness_required_waits_for_a_live_verdict() -> None:
 
 def test_spoof_verdict_emits_spoof_without_a_name() -> None:
     liveness = StubLiveness("spoof")
-    engine = DecisionEngine(DecisionConfig(min_frames=3, liveness_required=True), liveness=liveness)
+    engine = DecisionEngine(DecisionConfig(votes_required=3, liveness_required=True), liveness=liveness)
     events = feed(engine, 1, [("a", 0.3)] * 6)
     assert len(events) == 1
     event = events[0][1]
@@ -270,7 +284,7 @@ def test_liveness_required_without_a_checker_is_a_config_error() -> None:
 
 def test_liveness_not_consulted_when_not_required() -> None:
     liveness = StubLiveness("spoof")
-    engine = DecisionEngine(DecisionConfig(min_frames=3), liveness=liveness)
+    engine = DecisionEngine(DecisionConfig(votes_required=3), liveness=liveness)
     events = feed(engine, 1, [("a", 0.3)] * 3)
     assert events[0][1].type == "recognized"
     assert liveness.updates == []
@@ -300,7 +314,7 @@ class CountingAnalyzer:
 
 def test_analyzer_runs_once_per_track_on_the_best_face() -> None:
     analyzer = CountingAnalyzer()
-    engine = DecisionEngine(DecisionConfig(min_frames=3), analyzer=analyzer)
+    engine = DecisionEngine(DecisionConfig(votes_required=3), analyzer=analyzer)
     events = []
     for i, size in enumerate([30.0, 55.0, 40.0, 45.0, 50.0]):
         t = i * 0.1
@@ -313,13 +327,13 @@ def test_analyzer_runs_once_per_track_on_the_best_face() -> None:
 
 
 def test_analyzer_failure_does_not_lose_the_event() -> None:
-    engine = DecisionEngine(DecisionConfig(min_frames=1), analyzer=CountingAnalyzer(fail=True))
+    engine = DecisionEngine(DecisionConfig(votes_required=1), analyzer=CountingAnalyzer(fail=True))
     e = engine.update(frame(0.0), track(1, 0.0), DETECTION, obs("a", 0.3, 0.0), aligned(50.0))
     assert e is not None and e.type == "recognized" and e.attributes is None
 
 
 def test_rechecks_and_contradiction() -> None:
-    engine = DecisionEngine(DecisionConfig(min_frames=3, recheck_interval_s=0.5, split_after=3))
+    engine = DecisionEngine(DecisionConfig(votes_required=3, recheck_interval_s=0.5, split_after=3))
     assert len(feed(engine, 1, [("a", 0.3)] * 3)) == 1
     assert not engine.needs_observation(1, 0.3)
     assert engine.needs_observation(1, 0.75)
@@ -336,7 +350,7 @@ def test_rechecks_and_contradiction() -> None:
 
 
 def test_invalid_decision_config() -> None:
-    for kwargs in ({"min_frames": 0}, {"dominance": 0.5}, {"window_s": 0.0}, {"max_votes": 2},
+    for kwargs in ({"votes_required": 0}, {"dominance": 0.5}, {"window_s": 0.0}, {"max_votes": 2},
                    {"min_mean_weight": 1.5}, {"cooldown_s": -1.0}):
         with pytest.raises(ConfigError):
             DecisionConfig(**kwargs)

@@ -129,7 +129,8 @@ class Rig:
         self.matcher = parts["Matcher"](
             self.gallery, self.embedder.model_id, metric="euclidean", threshold=self.embedder.thresholds
         )
-        self.sequence = parts["demo_frames"](("obama2.jpg", "obama3.jpg", "biden.jpg"))
+        # 1.2 s between two people: longer than decision.track_max_age_s (1 s), so each is a new track
+        self.sequence = parts["demo_frames"](("obama2.jpg", "obama3.jpg", "biden.jpg"), empty_frames=12)
 
     def pipeline(self, **kwargs: Any) -> Pipeline:
         return Pipeline(self.detector, self.aligner, self.embedder, self.matcher, **kwargs)
@@ -256,7 +257,7 @@ def test_static_photo_with_liveness_required_is_not_recognized(rig: Rig) -> None
 
 def test_gates_name_their_reason() -> None:
     gates = QualityGates(GateConfig(min_score=0.5, min_face_px=20.0, min_box_px=30.0, min_sharpness=5.0,
-                                    max_abs_yaw=0.7))
+                                    max_yaw=0.7))
 
     def detection(score: float, size: float, eye_gap: float) -> FaceDetection:
         eyes = np.array([[50.0, 50.0], [50.0 + eye_gap, 50.0]], np.float32)
@@ -270,7 +271,7 @@ def test_gates_name_their_reason() -> None:
     assert gates.check_quality(FaceQuality(15.0, 100.0, 0.1)) == "face_too_small"
     assert gates.check_quality(FaceQuality(40.0, 3.0, 0.1)) == "too_blurry"
     assert gates.check_quality(FaceQuality(40.0, 100.0, -0.8)) == "pose_too_far"
-    off = QualityGates(GateConfig(min_face_px=0.0, min_sharpness=0.0, max_abs_yaw=0.0))
+    off = QualityGates(GateConfig(min_face_px=0.0, min_sharpness=0.0, max_yaw=0.0))
     assert off.check_quality(FaceQuality(1.0, 0.0, 1.0)) is None
     with pytest.raises(ConfigError):
         GateConfig(min_sharpness=-1.0)

@@ -28,7 +28,7 @@ weight and ``N_L`` = ``votes_required`` (persons) or ``unknown_votes`` (unknown)
    two people, or between a person and "unknown", gets no name until one side clearly dominates).
 
 The window holds the required votes at any frame rate: it is ``window_s``, stretched at a low frame
-rate to ``(max(votes_required, unknown_votes) - 0.5)`` frame intervals of the track's camera (measured
+rate to ``N_L - 0.5`` frame intervals of the track's camera (measured
 from the frames the pipeline reports, :meth:`DecisionEngine.observe_frame`). At 2 fps the default
 ``unknown_votes: 6`` needs 2.75 s, longer than ``window_s: 2.0``: without the stretch a stranger would
 never be reported. The votes keep their meaning (N agreeing frames); a slow camera decides later.
@@ -54,9 +54,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, runtime_checkable
 
+from facegate.confidence import calibrated_confidence, similarity_from_distance
 from facegate.config.models import DecisionConfig as DecisionSection
 from facegate.config.models import section_default
-from facegate.confidence import calibrated_confidence, similarity_from_distance
 from facegate.errors import ConfigError, FacegateError
 from facegate.tracker import TrackSnapshot
 from facegate.types import (
@@ -234,24 +234,26 @@ class Tally:
     metric: Metric
 
 
-def window_for(config: DecisionConfig, frame_interval: float | None) -> float:
-    """The voting window at a camera whose frames come ``frame_interval`` seconds apart (None: unknown):
-    ``window_s``, or longer when it cannot hold the required votes (see the module docstring)."""
+def window_for(config: DecisionConfig, frame_interval: float | None, need: int | None = None) -> float:
+    """The window for ``need`` votes (default: the larger requirement) at a camera whose frames come
+    ``frame_interval`` seconds apart (None: unknown): ``window_s``, or longer when it cannot hold them
+    (see the module docstring)."""
     if frame_interval is None or not frame_interval > 0.0:
         return config.window_s
-    need = max(config.votes_required, config.unknown_votes)
-    return max(config.window_s, (need - 0.5) * frame_interval)
+    votes = max(config.votes_required, config.unknown_votes) if need is None else need
+    return max(config.window_s, (votes - 0.5) * frame_interval)
 
 
-def tally(votes: deque[Vote], now: float, config: DecisionConfig, window_s: float | None = None) -> Tally | None:
-    """The label that satisfies all three conditions among ``votes`` newer than ``now - window_s``
-    (default ``config.window_s``)."""
-    start = now - (config.window_s if window_s is None else window_s)
+def tally(votes: deque[Vote], now: float, config: DecisionConfig, frame_interval: float | None = None) -> Tally | None:
+    """The label that satisfies all three conditions among the votes of its window (``window_s``,
+    stretched for its requirement at ``frame_interval``, :func:`window_for`)."""
+    person_start = now - window_for(config, frame_interval, config.votes_required)
+    unknown_start = now - window_for(config, frame_interval, config.unknown_votes)
     weights: dict[str | None, float] = {}
     counts: dict[str | None, int] = {}
     total = 0
     for v in votes:
-        if v.time < start:
+        if v.time < (unknown_start if v.person_id is None else person_start):
             continue
         total += 1
         weights[v.person_id] = weights.get(v.person_id, 0.0) + v.weight
@@ -269,6 +271,7 @@ def tally(votes: deque[Vote], now: float, config: DecisionConfig, window_s: floa
     threshold = math.nan
     metric: Metric = "cosine"
     finite = True
+    start = unknown_start if label is None else person_start
     for v in votes:
         if v.time < start or v.person_id != label:
             continue
@@ -344,6 +347,10 @@ class DecisionEngine:
         self.liveness = liveness or OffLiveness()
         self.config = replace(self.config, liveness_required=required)
 
+    def adopt_cooldowns(self, other: DecisionEngine) -> None:
+        """Take over ``other``'s per-person cooldowns (the pipeline was rebuilt for other models)."""
+        self._last_recognized.update(other._last_recognized)
+
     def observe_frame(self, camera: str, now: float) -> None:
         """A frame of ``camera`` at monotonic ``now`` (with or without faces): measures its frame rate."""
         last = self._frames.get(camera)
@@ -359,10 +366,14 @@ class DecisionEngine:
             return
         self._frames[camera] = (now, dt if interval is None else interval + 0.2 * (dt - interval))
 
-    def window(self, camera: str) -> float:
-        """The voting window of ``camera``'s tracks now (``window_s`` or stretched, :func:`window_for`)."""
+    def frame_interval(self, camera: str) -> float | None:
+        """The smoothed interval between ``camera``'s frames, seconds (None before two frames)."""
         last = self._frames.get(camera)
-        return window_for(self.config, last[1] if last is not None else None)
+        return last[1] if last is not None else None
+
+    def window(self, camera: str, need: int | None = None) -> float:
+        """The voting window for ``need`` votes at ``camera`` now (:func:`window_for`)."""
+        return window_for(self.config, self.frame_interval(camera), need)
 
     def needs_observation(self, track_id: int, now: float) -> bool:
         """Whether the face of this track is worth aligning and embedding in the frame at ``now``."""
@@ -400,6 +411,7 @@ class DecisionEngine:
         if st is None:
             st = self._tracks[track_id] = _TrackState(cfg.max_votes)
         now = frame.monotonic
+        self.observe_frame(track.camera, now)  # no-op when the pipeline reported this frame already
         if cfg.liveness_required and not st.decided:
             self.liveness.update(track_id, detection, frame)
         vote: Vote | None = None
@@ -421,7 +433,7 @@ class DecisionEngine:
                     st.best_face, st.best_score = face, score
         elif observation is None and not cfg.liveness_required:
             return None  # nothing new to count
-        result = tally(st.votes, now, cfg, self.window(track.camera))
+        result = tally(st.votes, now, cfg, self.frame_interval(track.camera))
         if result is None:
             return None
         event_type: EventType = "recognized" if result.person_id is not None else "unknown"

@@ -308,19 +308,13 @@ class Matcher:
             raise ConfigError(f"unknown aggregate {aggregate!r}; valid: min, mean")
         if storage not in ("float32", "float16"):
             raise ConfigError(f"unknown matrix storage {storage!r}; valid: float32, float16")
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}")
-        if margin < 0:
-            raise ConfigError(f"margin must be >= 0, got {margin}")
         self.source = source
         self.model_id = model_id
-        self.metric = check_metric(metric)
-        if isinstance(threshold, Mapping):
-            self.thresholds = {check_metric(name): float(value) for name, value in threshold.items()}
-        else:
-            self.thresholds = {self.metric: float(threshold)}
-        self.margin = float(margin)
-        self.k = k
+        self.metric: Metric
+        self.thresholds: dict[Metric, float]
+        self.margin: float
+        self.k: int
+        self.update_config(metric=metric, threshold=threshold, margin=margin, k=k)
         self.aggregate: Aggregate = aggregate
         self.storage: Storage = storage
         if num_threads < 1:
@@ -329,6 +323,19 @@ class Matcher:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._prepared: _Prepared | None = None
+
+    def update_config(self, *, metric: str, threshold: float | Mapping[str, float], margin: float, k: int) -> None:
+        """New decision settings for the next probe; the loaded gallery snapshot is kept."""
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        if margin < 0:
+            raise ConfigError(f"margin must be >= 0, got {margin}")
+        name = check_metric(metric)
+        if isinstance(threshold, Mapping):
+            thresholds = {check_metric(m): float(value) for m, value in threshold.items()}
+        else:
+            thresholds = {name: float(threshold)}
+        self.metric, self.thresholds, self.margin, self.k = name, thresholds, float(margin), k
 
     # -- snapshot management -------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:

@@ -87,6 +87,13 @@ class Pipeline:
         self._timer = StageTimer(self.stats, clock)
         self._model_id = embedder.model_id
 
+    def update_config(self, *, gates: GateConfig, decision: DecisionConfig, tracker: TrackerConfig) -> None:
+        """Live settings from the next frame on; tracks, votes and cooldowns are kept (each stage's
+        ``update_config``)."""
+        self.gates.update_config(gates)
+        self.decisions.update_config(decision)
+        self.tracker.update_config(tracker)
+
     def step(self, frame: Frame) -> list[FaceEvent]:
         """Process one frame (BGR ``frame.image``); returns the events decided on this frame."""
         stats, timer, engine, gates = self.stats, self._timer, self.decisions, self.gates
@@ -95,6 +102,7 @@ class Pipeline:
         timer.lap("detect")
 
         now = frame.monotonic
+        engine.observe_frame(frame.camera, now)
         update = self.tracker.update(frame.camera, [d.box for d in detections], now)
         for gone in (*update.expired, *self.tracker.expire(now)):
             self._end_track(gone.track_id)

@@ -88,14 +88,7 @@ _CAMERA_STATES: dict[str, Any] = {
 
 
 def voting_config(config: FacegateConfig) -> VotingConfig:
-    d = config.decision
-    return VotingConfig(
-        min_frames=d.votes_required,
-        unknown_frames=d.unknown_votes,
-        window_s=d.window_s,
-        cooldown_s=d.cooldown_s,
-        liveness_required=config.liveness.mode != "off",
-    )
+    return VotingConfig.from_section(config.decision, liveness_required=config.liveness.mode != "off")
 
 
 def snapshot_jpeg(frame: Frame, event: FaceEvent, *, margin: float = 0.25, quality: int = 85) -> bytes | None:
@@ -123,12 +116,11 @@ def detector_options(config: FacegateConfig) -> dict[str, object]:
 
 
 def gate_config(config: FacegateConfig) -> GateConfig:
-    g = config.gates
-    return GateConfig(min_face_px=g.min_face_px, min_sharpness=g.min_sharpness, max_abs_yaw=g.max_yaw)
+    return GateConfig.from_section(config.gates)
 
 
 def tracker_config(config: FacegateConfig) -> TrackerConfig:
-    return TrackerConfig(iou_threshold=config.decision.track_iou, max_age_s=config.decision.track_max_age_s)
+    return TrackerConfig.from_section(config.decision)
 
 
 def mqtt_settings(config: FacegateConfig) -> MqttSettings:
@@ -595,9 +587,14 @@ class Service:
             logging.getLogger().setLevel(new.logging.level)
         images.set_max_pixels(new.security.max_image_pixels)
         if {"detector", "embedder"} & rebuild:
+            # other models: the votes and tracks of the old ones mean nothing, the cooldowns still hold
+            previous = self.pipeline.decisions
             self._build_recognition()
-        self._build_matcher()
-        self._build_pipeline()
+            self._build_matcher()
+            self._build_pipeline()
+            self.pipeline.decisions.adopt_cooldowns(previous)
+        else:
+            self._update_stages(old, new)
         if any(c == "camera" or c.startswith("camera:") for c in rebuild):
             if self.runner is not None:
                 self.runner.stop()
@@ -607,6 +604,17 @@ class Service:
             if self.discovery is not None:
                 self.discovery.set_cameras([c.id for c in new.cameras if c.enabled])
         logger.info("configuration applied%s", f" (rebuilt: {', '.join(sorted(rebuild))})" if rebuild else "")
+
+    def _update_stages(self, old: FacegateConfig, new: FacegateConfig) -> None:
+        """Each stage takes its changed section live (``update_config``): tracks, votes and per-person
+        cooldowns survive, so a patch never re-announces a person standing at the door."""
+        r = new.recognition
+        self.matcher.update_config(metric=r.distance_metric, threshold=self._thresholds(), margin=r.margin, k=r.top_k)
+        if new.liveness != old.liveness:  # first: the voting settings below say whether it is required
+            self.pipeline.decisions.update_liveness(self._liveness(), required=new.liveness.mode != "off")
+        self.pipeline.update_config(gates=gate_config(new), decision=voting_config(new), tracker=tracker_config(new))
+        if new.analysis != old.analysis:
+            self.pipeline.decisions.analyzer = self._analyzer()
 
     def reload(self) -> None:
         """SIGHUP: re-read the YAML and the overlay."""

@@ -106,13 +106,16 @@ RIGID_POINTS: tuple[int, ...] = tuple(sorted(set(_OVAL + _NOSE + _EYE_CORNERS + 
 MOTION_NOISE_FLOOR = 0.035
 
 
+_DEFAULT_MODE: LivenessMode = section_default(LivenessSection, "mode")
+
+
 @dataclass(frozen=True, slots=True)
 class LivenessSettings:
     """Parameters; the defaults are the measured ones (see the module docstring). The settings of the
     configuration's ``liveness`` section carry its names and defaults (one default each: ``mode`` is
     ``off`` there and here; a checker needs a mode other than ``off``)."""
 
-    mode: LivenessMode = section_default(LivenessSection, "mode")
+    mode: LivenessMode = _DEFAULT_MODE
     window_s: float = section_default(LivenessSection, "window_s")
     blink_min_count: int = section_default(LivenessSection, "blink_min_count")
     blink_closed_ratio: float = section_default(LivenessSection, "blink_closed_ratio")

@@ -806,6 +806,23 @@ class FacegateConfig(_Section):
             seen.add(camera.id)
         return value
 
+    @model_validator(mode="after")
+    def _events_possible(self) -> FacegateConfig:
+        # The voting window stretches to hold the votes at any frame rate (facegate.decision), but a
+        # track that ends between two frames never holds more than one vote: no event, ever.
+        d = self.decision
+        if min(d.votes_required, d.unknown_votes) <= 1:
+            return self
+        for camera in self.cameras:
+            fps = camera.source.fps
+            if camera.enabled and isinstance(fps, (int, float)) and fps > 0 and 1.0 / fps >= d.track_max_age_s:
+                raise ValueError(
+                    f"camera {camera.id!r} delivers a frame every {1.0 / fps:.2f} s (fps {fps:g}) but "
+                    f"decision.track_max_age_s is {d.track_max_age_s:g} s: every track ends before its next frame, "
+                    f"so no event could ever be sent; raise track_max_age_s above {1.0 / fps:.2f} s"
+                )
+        return self
+
     def camera(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.cameras if c.id == camera_id), None)
 
