@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from facegate.engine import FaceEngine, get_engine
+from facegate.errors import ModelNotInstalledError
 from facegate.types import ImageBGR
 
 pytest_plugins: list[str] = ["tests.fixtures.isolation", "tests.fixtures.mosquitto", "tests.fixtures.real_faces"]
@@ -64,3 +66,12 @@ def coffee_bgr() -> ImageBGR:
     skimage_data = pytest.importorskip("skimage.data")
     rgb = skimage_data.coffee()
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+@pytest.fixture(scope="session")
+def engine() -> FaceEngine:
+    """The default face engine (detector, aligner, embedder); the test is skipped without its models."""
+    try:
+        return get_engine()
+    except ModelNotInstalledError as err:
+        pytest.skip(f"face models not installed: {err}")

@@ -156,6 +156,7 @@ def test_pyramid_down_matches_its_definition() -> None:
     np.testing.assert_array_equal(out[r, c], (patch * kernel[:, :, None]).sum(axis=(0, 1)) // 256)
 
 
+@pytest.mark.slow
 @pytest.mark.convert
 def test_chip_is_bit_exact_with_dlib_get_face_chip(dlib_spec: AlignmentSpec, samples_dir: Path,
                                                    astronaut_bgr: ImageBGR) -> None:

@@ -93,6 +93,7 @@ def _tiny_onnx(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+@pytest.mark.slow
 def test_translator_matches_onnxruntime_on_every_supported_op(tools: Any, tmp_path: Path) -> None:
     tensorflow_or_skip()
     _, t = tools
@@ -167,6 +168,7 @@ def test_shipped_age_and_gender_match_onnxruntime(tools: Any, held_out_chips: di
     assert age["int8"]["max_abs_age_years"] < INT8_AGE_YEARS
 
 
+@pytest.mark.slow
 def test_shipped_age_and_gender_on_the_identity_photos(tools: Any, shared_data: Path) -> None:
     age_gender, _ = tools
     dlib = pytest.importorskip("dlib")

@@ -204,6 +204,7 @@ def test_mtcnn_cascade_matches_facenet_pytorch(samples_dir: Path, astronaut_bgr:
     assert max(landmark_errors) <= 0.01  # landmarks within 1% of the face width
 
 
+@pytest.mark.slow
 def test_mtcnn_cascade_matches_the_mtcnn_package(samples_dir: Path, astronaut_bgr: ImageBGR) -> None:
     tensorflow_or_skip()
     reference = pytest.importorskip("mtcnn")
@@ -252,6 +253,7 @@ _DLIB: dict[str, Any] = {}
 _DLIB_RESULTS: dict[str, list[tuple[Box, float]]] = {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("variant", "min_iou", "max_score_diff"), [("fp32", 0.999, 1e-3), ("int8", 0.5, 0.3)])
 def test_mmod_matches_dlib(variant: str, min_iou: float, max_score_diff: float, samples_dir: Path,
                            astronaut_bgr: ImageBGR) -> None:

@@ -85,6 +85,7 @@ def stdout_events(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow
 def test_daemon_publishes_recognized_and_unknown_then_stopped(
     tmp_path: Path, demo_frames_dir: Path, mosquitto: MosquittoBroker, topic_prefix: str
 ) -> None:

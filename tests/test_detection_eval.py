@@ -73,6 +73,7 @@ def _write_images(folder: Path, astronaut: ImageBGR, coffee: ImageBGR) -> None:
     cv2.imwrite(str(folder / "rotated.png"), cv2.rotate(astronaut, cv2.ROTATE_90_CLOCKWISE))
 
 
+@pytest.mark.slow
 def test_command_on_real_images(tmp_path: Path, astronaut_bgr: ImageBGR, coffee_bgr: ImageBGR,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     _write_images(tmp_path / "detection", astronaut_bgr, coffee_bgr)
@@ -108,6 +109,7 @@ def test_unknown_detector_and_missing_csv(tmp_path: Path) -> None:
         run_detection_command(args)
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_shared_detection_set_subset(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A few labelled images of the evaluation set, read in place (never copied)."""

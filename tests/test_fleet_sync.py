@@ -20,8 +20,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from facegate.engine import FaceEngine, get_engine
-from facegate.errors import CommandError, ModelNotInstalledError
+from facegate.engine import FaceEngine
+from facegate.errors import CommandError
 from facegate.events.mqtt import InboundMessage
 from facegate.gallery.records import EmbeddingRecord, PersonRecord
 from facegate.images import load_image
@@ -42,14 +42,6 @@ from tests.fixtures.waiting import wait_until
 
 jsonschema = pytest.importorskip("jsonschema")
 FLEET_SCHEMA = json.loads((REPO_ROOT / "config" / "commands" / "fleet_record.schema.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def engine() -> FaceEngine:
-    try:
-        return get_engine()
-    except ModelNotInstalledError as err:
-        pytest.skip(f"face models not installed: {err}")
 
 
 class Controller:

@@ -213,6 +213,7 @@ def test_sinks_publish_to_a_real_broker(mosquitto: MosquittoBroker, topic_prefix
     assert frigate_sub_label_consumer(json.loads(events.payload)) == ("Alice Smith", 0.875)
 
 
+@pytest.mark.slow
 def test_daemon_with_frigate_compat_and_double_take(
     tmp_path: Path, demo_frames_dir: Path, mosquitto: MosquittoBroker, topic_prefix: str
 ) -> None:

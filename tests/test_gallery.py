@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -422,14 +422,14 @@ def _populate(g: SqliteGallery, rng: np.random.Generator, people: int = 30) -> N
 
 
 @pytest.mark.parametrize("vectors", ["base64", "list"])
-def test_export_import_gives_identical_matches(tmp_path: Path, vectors: str) -> None:
+def test_export_import_gives_identical_matches(tmp_path: Path, vectors: Literal["base64", "list"]) -> None:
     rng = np.random.default_rng(15)
     src = SqliteGallery(tmp_path / "src.sqlite", device_id="hub")
     _populate(src, rng)
     path = tmp_path / "backup.json"
-    assert src.export_json(path, vectors=vectors) == 30
+    assert export_gallery(src, path, vectors=vectors) == 30
     dst = SqliteGallery(tmp_path / "dst.sqlite", device_id="other")
-    report = dst.import_json(path)
+    report = import_gallery(dst, path)
     assert (report.applied, report.skipped) == (30, 0)
     assert dst.records() == src.records()
     assert dst.person("person-03", include_deleted=True).deleted
@@ -442,7 +442,7 @@ def test_export_import_gives_identical_matches(tmp_path: Path, vectors: str) -> 
             for probe in probes:
                 assert m1.match(probe) == m2.match(probe)
     # importing again changes nothing (merge by version)
-    again = dst.import_json(path)
+    again = import_gallery(dst, path)
     assert again.applied == 0 and again.skipped == 30
     src.close()
     dst.close()
@@ -471,7 +471,7 @@ def test_export_to_file_objects_and_invalid_imports(tmp_path: Path, gallery: Sql
     assert gallery.records() == before  # nothing half-imported
     assert import_gallery(gallery, io.BytesIO(buffer.getvalue().encode())).applied == 4
     with pytest.raises(GalleryError, match="cannot read"):
-        gallery.import_json(tmp_path / "missing.json")
+        import_gallery(gallery, tmp_path / "missing.json")
 
 
 def test_not_a_gallery_is_refused(tmp_path: Path) -> None:

@@ -238,6 +238,7 @@ def sample_faces(samples_dir: Path, astronaut_bgr: ImageBGR, detector: Any) -> d
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tilt", [0.0, 20.0])
 def test_hand_held_prints_of_the_sample_photos_are_spoofs(sample_faces: dict[str, tuple[ImageBGR, Box]],
                                                           detector: Any, tilt: float) -> None:
@@ -397,6 +398,7 @@ def test_people_walking_towards_the_camera_pass_motion(shared_data: Path) -> Non
     assert all(e.state != "spoof" for e in usable.values())  # all shorter than the 3 s window
 
 
+@pytest.mark.slow
 def test_prints_of_the_identity_photos_do_not_pass(shared_data: Path, detector: Any) -> None:
     full = build_detector("mediapipe_full")
     photos = sorted((shared_data / "identities").glob("*/*.jpg"))[::7]

@@ -338,6 +338,7 @@ def test_offline_behaviour_and_stop_keeps_spool(tmp_path: Path, topic_prefix: st
         assert [m.event_id for m in reopened.peek_batch(10)] == ["ev-0", "ev-1", "ev-2"]
 
 
+@pytest.mark.slow
 def test_tls_with_verification(tmp_path: Path, topic_prefix: str, publishers: list[MqttPublisher]) -> None:
     broker, material = tls_broker(tmp_path / "tls")
     try:

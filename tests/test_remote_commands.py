@@ -19,8 +19,7 @@ import pytest
 from facegate.cli import main as cli_main
 from facegate.config import RuntimeConfig
 from facegate.config.runtime import PatchResult
-from facegate.engine import FaceEngine, get_engine
-from facegate.errors import ModelNotInstalledError
+from facegate.engine import FaceEngine
 from facegate.events.topics import Topics
 from facegate.gallery import OutlierPolicy, SqliteGallery
 from facegate.images import load_image
@@ -62,14 +61,6 @@ def _validator(name: str) -> Any:
 def assert_schema_valid(result: CommandResult) -> None:
     data = json.loads(result.to_json())
     _validator(f"{schema_slug(result.kind)}.result.schema.json").validate(data)
-
-
-@pytest.fixture(scope="module")
-def engine() -> FaceEngine:
-    try:
-        return get_engine()
-    except ModelNotInstalledError as err:
-        pytest.skip(f"face models not installed: {err}")
 
 
 def _jpeg(image: np.ndarray[Any, Any]) -> str:

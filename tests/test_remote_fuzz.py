@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facegate.engine import FaceEngine, get_engine
-from facegate.errors import ModelNotInstalledError
+from facegate.engine import FaceEngine
 from facegate.events.topics import Topics
 from facegate.images import load_image
 from facegate.remote.commands import command_topic, result_topic
@@ -53,14 +52,6 @@ json_values = st.recursive(
 )
 json_objects = st.dictionaries(st.sampled_from(VOCABULARY) | st.text(max_size=8), json_values, max_size=8)
 kinds = st.sampled_from(COMMAND_KINDS)
-
-
-@pytest.fixture(scope="module")
-def engine() -> FaceEngine:
-    try:
-        return get_engine()
-    except ModelNotInstalledError as err:
-        pytest.skip(f"face models not installed: {err}")
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +155,7 @@ def payloads(draw: st.DrawFn, photo: str) -> tuple[CommandKind, bytes, str]:
     return kind, json.dumps(mutated).encode(), strategy
 
 
+@pytest.mark.slow
 def test_fuzzed_payloads_never_crash_and_rejections_change_nothing(fuzz_rig: Rig, small_face: str) -> None:
     seen: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()

@@ -45,6 +45,7 @@ def test_evaluate_peer_pairs_accuracy(shared_data: Path, capsys: pytest.CaptureF
     assert everything["auc"] >= 0.99
 
 
+@pytest.mark.slow
 def test_identification_rank1_and_open_set(shared_data: Path) -> None:
     engine = get_engine()
     report = evaluate_identification(shared_data / "identities", engine)

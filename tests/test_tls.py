@@ -19,8 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from facegate.config import ConfigValidationError, parse_yaml_config
-from facegate.engine import FaceEngine, get_engine
-from facegate.errors import ModelNotInstalledError
+from facegate.engine import FaceEngine
 from facegate.events.mqtt import MqttPublisher, MqttSettings, TlsSettings
 from facegate.events.topics import Topics
 from facegate.remote.signing import sign_command
@@ -33,14 +32,6 @@ EXAMPLE_CONF = REPO_ROOT / "config" / "mosquitto" / "mosquitto.example.conf"
 EXAMPLE_ACL = REPO_ROOT / "config" / "mosquitto" / "acl.example"
 PASSWORDS = {"controller": "ctl-pass-1", "homeassistant": "ha-pass-2", "door1": "door1-pass-3",
              "door2": "door2-pass-4"}
-
-
-@pytest.fixture(scope="module")
-def engine() -> FaceEngine:
-    try:
-        return get_engine()
-    except ModelNotInstalledError as err:
-        pytest.skip(f"face models not installed: {err}")
 
 
 def _publisher(port: int, tls: TlsSettings | None, publishers: list[MqttPublisher]) -> MqttPublisher:

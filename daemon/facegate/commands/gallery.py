@@ -31,6 +31,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from facegate.api import default_gallery_path
     from facegate.errors import ConfigError
+    from facegate.gallery.exchange import export_gallery, import_gallery
     from facegate.gallery.store import SqliteGallery
 
     path = Path(args.gallery) if args.gallery else default_gallery_path()
@@ -57,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
             gallery.rename(args.person_id, args.name)
             emit_text(f"renamed {args.person_id} to {args.name}")
         elif args.gallery_command == "export":
-            count = gallery.export_json(args.file)
+            count = export_gallery(gallery, args.file)
             emit_text(f"exported {count} people to {args.file}")
         elif args.gallery_command == "import":
-            report = gallery.import_json(args.file)
+            report = import_gallery(gallery, args.file)
             emit_text(f"imported from {args.file}: {report}")
     return 0

@@ -217,7 +217,7 @@ def table_rows(scores: Sequence[DetectorScore]) -> list[list[Any]]:
 def run_detection_command(args: argparse.Namespace) -> int:
     """``facegate evaluate --detection CSV``: ``args.detection``, ``.detectors`` ("all" or a comma
     list), ``.json``, ``.threads``, ``.root``."""
-    from facegate.commands.output import emit_json, emit_table, emit_text
+    from facegate.output import emit_json, emit_table, emit_text
 
     csv_path = Path(args.detection)
     if not csv_path.is_file():

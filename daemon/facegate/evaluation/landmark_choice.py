@@ -30,12 +30,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facegate.align import Aligner
-from facegate.commands.output import emit_table, emit_text
 from facegate.embedders.base import Embedder
 from facegate.evaluation.metrics import accuracy_at, best_threshold, roc
 from facegate.evaluation.pairs import Pair, read_pairs
 from facegate.images import load_image
 from facegate.landmarks.base import Landmarker
+from facegate.output import emit_table, emit_text
 from facegate.types import FaceDetection, ImageBGR
 
 logger = logging.getLogger(__name__)

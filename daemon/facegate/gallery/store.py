@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ValidationError
@@ -54,9 +54,6 @@ from facegate.gallery.records import (
 )
 from facegate.matcher import GallerySnapshot
 from facegate.types import Embedding, FloatArray
-
-if TYPE_CHECKING:
-    from facegate.gallery.exchange import ImportReport
 
 logger = logging.getLogger(__name__)
 
@@ -791,19 +788,6 @@ class SqliteGallery:
         """What the folder sync recorded about each file."""
         with self._read() as conn:
             return GalleryWriter(self, conn).file_states()
-
-    # -- export / import -----------------------------------------------------------------------
-    def export_json(self, destination: str | os.PathLike[str] | IO[str], **options: Any) -> int:
-        """Write every person as JSON (see :func:`facegate.gallery.exchange.export_gallery`)."""
-        from facegate.gallery.exchange import export_gallery
-
-        return export_gallery(self, destination, **options)
-
-    def import_json(self, source: str | os.PathLike[str] | IO[str] | IO[bytes]) -> ImportReport:
-        """Merge an export into this gallery (see :func:`facegate.gallery.exchange.import_gallery`)."""
-        from facegate.gallery.exchange import import_gallery
-
-        return import_gallery(self, source)
 
 
 def parse_record(record: PersonRecord | Mapping[str, Any] | str | bytes) -> PersonRecord:
