@@ -24,13 +24,13 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from facegate.commands.output import emit_table, emit_text
 from facegate.evaluation.chains import subject
 from facegate.evaluation.crossval import assign_folds
 from facegate.evaluation.identification import photos_by_person
 from facegate.evaluation.landmark_choice import HOG_MAX_SIDE
 from facegate.images import load_image
 from facegate.landmarks.shape_predictor import ShapePredictorLandmarker
+from facegate.output import emit_table, emit_text
 from facegate.types import FaceDetection, ImageBGR
 
 logger = logging.getLogger(__name__)
