@@ -7,6 +7,7 @@ convert extra, so those tests are convert-marked; the not-installed errors need 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,3 +323,66 @@ def test_yunet_import_rejects_other_models(tmp_path: Path, user_dir: Path) -> No
     not_yunet = _constant_onnx(tmp_path / "x.onnx", (320, 320), {"y": np.zeros((1, 1, 1, 1), np.float32)})
     with pytest.raises(ModelError, match="not a YuNet model"):
         import_model(not_yunet, "yunet")
+
+
+# -- why a model is not shipped; fitting an imported model's thresholds ----------------------------------
+
+
+@pytest.mark.parametrize(("name", "licence"), [("yunet", "MIT"), ("SFace", "Apache-2.0")])
+def test_missing_yunet_and_sface_say_why_exactly(name: str, licence: str, user_dir: Path) -> None:
+    """OpenCV Zoo's READMEs: YuNet MIT, SFace Apache-2.0 -- redistributable; what is missing is a pip package."""
+    from facegate.detectors.registry import build_detector
+    from facegate.embedders.registry import build_embedder
+
+    with pytest.raises(ModelNotInstalledError) as err:
+        build_detector(name) if name == "yunet" else build_embedder(name)
+    text = str(err.value)
+    assert f"{licence} licence" in text and "may be redistributed" in text and "no pip package" in text
+    assert "no redistributable" not in text and f"facegate models import FILE --as {name}" in text
+
+
+@pytest.mark.convert
+def test_imported_model_warns_and_calibrate_fits_its_thresholds(
+    tmp_path: Path, user_dir: Path, shared_data: Path, samples_dir: Path, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import facegate
+    from facegate.cli import EXIT_OK, main
+    from facegate.embedders.registry import build_embedder
+    from facegate.model_import import import_model
+
+    source = _tiny_onnx(tmp_path / "arcface.onnx", 112, 512)
+    with caplog.at_level("WARNING", logger="facegate.model_import"):
+        manifest = import_model(source, "ArcFace")
+    assert "DeepFace's published ArcFace thresholds" in caplog.text
+    assert "facegate evaluate --calibrate IDENTITIES_DIR -m ArcFace --write" in caplog.text
+    assert manifest.operating_point == {"thresholds": "deepface-defaults"}
+    assert manifest.thresholds["cosine"] == pytest.approx(0.68)
+
+    # a small identity folder: 8 people of the evaluation data
+    data = tmp_path / "identities"
+    data.mkdir()
+    for person in sorted(p for p in (shared_data / "identities").iterdir() if p.is_dir())[:8]:
+        (data / person.name).symlink_to(person, target_is_directory=True)
+    assert main(["evaluate", "--calibrate", str(data), "-m", "ArcFace", "--write", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    fitted = {m: v["threshold"] for m, v in report["metrics"].items()}
+    assert report["written"] == str(manifest.path) and report["people"] == 8
+
+    default_zoo.cache_clear()
+    embedder = build_embedder("ArcFace")
+    assert embedder.thresholds == pytest.approx(fitted)
+    assert fitted["cosine"] != pytest.approx(0.68)  # a random projection is not on DeepFace's scale
+    on_disk = yaml.safe_load(manifest.path.read_text(encoding="utf-8"))  # type: ignore[union-attr]
+    assert on_disk["operating_point"]["deepface_thresholds"]["cosine"] == pytest.approx(0.68)
+    assert "fitted by facegate evaluate --calibrate" in on_disk["operating_point"]["thresholds"]
+    result = facegate.verify(str(samples_dir / "obama.jpg"), str(samples_dir / "biden.jpg"), model_name="ArcFace",
+                             distance_metric="cosine")
+    assert result.threshold == pytest.approx(fitted["cosine"])
+
+
+def test_calibrate_refuses_to_write_a_bundled_model() -> None:
+    from facegate.model_calibration import imported_manifest
+
+    with pytest.raises(ConfigError, match="bundled model"):
+        imported_manifest("Dlib")

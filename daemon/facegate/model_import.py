@@ -1,8 +1,9 @@
 """``facegate models import FILE --as NAME``: install a model file the user has the right to use.
 
-facegate ships no weights for the DeepFace names without a redistributable model (detectors ``ssd``,
-``retinaface``, ``yunet``; embedders ``VGG-Face``, ``Facenet``, ``Facenet512``, ``OpenFace``,
-``DeepFace``, ``ArcFace``, ``SFace``, ``GhostFaceNet``) and never downloads any. A user who has
+facegate ships no weights for the other DeepFace names (detectors ``ssd``, ``retinaface``, ``yunet``;
+embedders ``VGG-Face``, ``Facenet``, ``Facenet512``, ``OpenFace``, ``DeepFace``, ``ArcFace``, ``SFace``,
+``GhostFaceNet``) and never downloads any: every shipped file is built from a pinned pip package
+(:data:`NOT_SHIPPED` says why for the names whose licences were checked). A user who has
 such a model as ``.tflite`` (run by LiteRT) or ``.onnx`` (run by OpenCV's DNN module) imports it
 here: the file's tensor shapes are checked against the known spec of the name (:data:`EMBEDDER_SPECS`,
 :data:`DETECTOR_SPECS`), the file is copied into :func:`~facegate.inference.manifest.user_models_dir`
@@ -45,6 +46,27 @@ ARCFACE_TEMPLATE: tuple[tuple[float, float], ...] = (
     (70.7299 / 112, 92.2041 / 112),
 )
 ARCFACE_POINTS: tuple[str, ...] = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+
+
+#: Why a model is not shipped, for the names whose licences were checked (opencv/opencv_zoo's
+#: models/face_detection_yunet/README.md: "All files in this directory are licensed under MIT License";
+#: models/face_recognition_sface/README.md: "... under Apache 2.0 License"). Both licences allow
+#: redistribution; what is missing is a source facegate may build from: its models are produced only from
+#: pinned pip packages, and no package available here carries the ONNX files (alchemyface 1.2.0,
+#: detekface 0.1.0 and moca-face-matcher 0.2.2 fetch them from GitHub at run time, which facegate never does).
+NOT_SHIPPED: dict[str, str] = {
+    "yunet": "YuNet (OpenCV Zoo, MIT licence) may be redistributed, but no pip package available offline "
+             "carries its ONNX file (facegate builds its models only from pinned pip packages and never "
+             "downloads weights)",
+    "sface": "SFace (OpenCV Zoo, Apache-2.0 licence) may be redistributed, but no pip package available "
+             "offline carries its ONNX file (facegate builds its models only from pinned pip packages and never "
+             "downloads weights)",
+}
+
+
+def not_shipped_reason(name: str) -> str:
+    """Why facegate ships no model of this DeepFace name, in words that are true for it."""
+    return NOT_SHIPPED.get(name.casefold(), f"facegate ships no {name} model and never downloads weights")
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,12 +291,18 @@ def import_embedder(path: Path, spec: EmbedderSpec, options: ImportOptions) -> P
         "embedding_dim": dim,
         "model_id": f"user_{_slug(spec.name)}_{digest[:12]}",
         "thresholds": dict(spec.thresholds),
+        # marks the thresholds as DeepFace's, not fitted to this file (see facegate.model_calibration)
+        "operating_point": {"thresholds": "deepface-defaults"},
         "default": True,
         "notes": spec.notes,
     }
     written = write_manifest(fields, model_path)
     default_zoo.cache_clear()
     logger.info("imported %s as %s into %s", path.name, spec.name, dest)
+    logger.warning(
+        "%s uses DeepFace's published %s thresholds (%s), tuned for DeepFace's own weights and preprocessing, "
+        "not for this file; fit them with `facegate evaluate --calibrate IDENTITIES_DIR -m %s --write`",
+        path.name, spec.name, ", ".join(f"{k} {v:g}" for k, v in spec.thresholds.items()), spec.name)
     return written
 
 
@@ -348,12 +376,14 @@ __all__ = [
     "ARCFACE_TEMPLATE",
     "DETECTOR_SPECS",
     "EMBEDDER_SPECS",
+    "NOT_SHIPPED",
     "DetectorSpec",
     "EmbedderSpec",
     "ImportOptions",
     "Probe",
     "import_model",
     "known_names",
+    "not_shipped_reason",
     "probe_onnx",
     "probe_tflite",
 ]

@@ -38,6 +38,10 @@ def register(subparsers: Any) -> None:
                    help="1:N evaluation on DIR/<person>/*.jpg: rank-1 (first photo enrolled) and open-set false "
                         "accepts (30%% of the people left out)")
     p.add_argument("--margin", type=float, default=0.0, help="required best/second-best gap for --identities")
+    p.add_argument("--calibrate", metavar="DIR",
+                   help="fit the thresholds of -m MODEL (an imported model) on DIR/<person>/* photos: per metric "
+                        "FAR <= 1e-3 on all impostor pairs, as the bundled model was calibrated")
+    p.add_argument("--write", action="store_true", help="with --calibrate: store the fit in the imported manifest")
     p.add_argument("--cv", type=int, metavar="K", default=None,
                    help="with --identities: identity-disjoint K-fold cross-validation (fit on K-1 folds of "
                         "people, score on the held-out one; mean and worst fold)")
@@ -92,7 +96,27 @@ def _identification(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration(args: argparse.Namespace) -> int:
+    from facegate.model_calibration import calibrate_model, write_calibration
+
+    entry = calibrate_model(Path(args.calibrate), args.model_name, detector_backend=args.detector_backend,
+                            num_threads=args.threads)
+    written = write_calibration(args.model_name, entry) if args.write else None
+    if args.json:
+        emit_json({**entry, "written": str(written) if written else None})
+        return 0
+    emit_text(f"{entry['model']} ({entry['model_id']}) on {entry['photos']} photos of {entry['people']} people")
+    emit_table(["metric", "DeepFace default", "fitted", "balanced", "slope", "fit TAR", "impostors accepted"],
+               [[m["metric"], entry["defaults"].get(m["metric"], "-"), f"{m['threshold']:.4f}",
+                 f"{m['balanced_threshold']:.4f}", f"{m['confidence_slope']:.2f}", f"{100 * m['fit_tar']:.1f}%",
+                 f"{m['fit_false_accepts']}/{m['impostor_pairs']}"] for m in entry["metrics"].values()])
+    emit_text(f"written to {written}" if written else "not written (pass --write to store it in the manifest)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.calibrate:
+        return _calibration(args)
     if args.detection:
         from facegate.evaluation.detection import run_detection_command
 

@@ -1,4 +1,4 @@
-"""User-imported detectors: "ssd", "yunet" and "retinaface" (no redistributable weights exist).
+"""User-imported detectors: "ssd", "yunet" and "retinaface" (facegate ships none of their weights).
 
 ``facegate models import FILE --as ssd|yunet|retinaface`` checks a file with
 :func:`check_detector_file` and writes its manifest; the factories here build a detector from that
@@ -346,11 +346,12 @@ def _manifest(name: str, zoo: ModelZoo | None, variant: str | None) -> ModelMani
     try:
         return (zoo or default_zoo()).family("detector", name, variant)
     except ModelNotInstalledError as err:
+        from facegate.model_import import not_shipped_reason
+
         raise ModelNotInstalledError(
-            f"detector {name!r} is not installed. facegate never downloads weights and ships no {name} model (no "
-            f"redistributable copy exists); install a file you have the right to use with "
-            f"`facegate models import FILE --as {name}` (.onnx or .tflite), or use 'mediapipe', 'opencv', 'mtcnn' "
-            "or 'dlib'"
+            f"detector {name!r} is not installed: {not_shipped_reason(name)}. Install a file you have the right "
+            f"to use with `facegate models import FILE --as {name}` (.onnx or .tflite), or use 'mediapipe', "
+            "'opencv', 'mtcnn' or 'dlib'"
         ) from err
 
 

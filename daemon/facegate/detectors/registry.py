@@ -3,9 +3,10 @@
 Names equal the YAML ``detector.backend`` values and the API's ``detector_backend`` strings.
 Implementations are imported only when their name is built.
 
-"opencv", "mtcnn" and "dlib" ship with facegate; "ssd", "retinaface" and "yunet" have no
-redistributable weights: building one before ``facegate models import FILE --as NAME`` raises
-:class:`~facegate.errors.ModelNotInstalledError` explaining that.
+"opencv", "mtcnn" and "dlib" ship with facegate; "ssd", "retinaface" and "yunet" ship without
+weights (see :data:`facegate.model_import.NOT_SHIPPED`): building one before
+``facegate models import FILE --as NAME`` raises :class:`~facegate.errors.ModelNotInstalledError`
+explaining that.
 """
 
 from __future__ import annotations

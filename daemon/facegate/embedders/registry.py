@@ -18,6 +18,9 @@ from facegate.registry import Registry
 
 logger = logging.getLogger(__name__)
 
+#: imported manifests already warned about (once per process)
+_WARNED: set[str] = set()
+
 
 @dataclass(frozen=True, slots=True)
 class ManifestEmbedderFactory:
@@ -35,6 +38,11 @@ class ManifestEmbedderFactory:
             manifest = zoo.family("embedder", self.family, variant)
         except ModelNotInstalledError as err:
             raise ModelNotInstalledError(self._not_installed(variant)) from err
+        if manifest.operating_point.get("thresholds") == "deepface-defaults" and manifest.name not in _WARNED:
+            _WARNED.add(manifest.name)
+            logger.warning("%s: thresholds are DeepFace's defaults, not fitted to this imported file; fit them "
+                           "with `facegate evaluate --calibrate IDENTITIES_DIR -m %s --write`", self.family,
+                           self.family)
         if manifest.format == "onnx":
             from facegate.embedders.onnx_embedder import OnnxDnnEmbedder
 
@@ -55,10 +63,11 @@ class ManifestEmbedderFactory:
                 "(reinstall facegate, or rebuild the models with `facegate models build`); "
                 "facegate never downloads weights"
             )
+        from facegate.model_import import not_shipped_reason
+
         return (
-            f"embedder {what} is not installed. facegate never downloads weights and ships no {self.family} "
-            f"model (no redistributable copy exists); install a .tflite or .onnx file you have the right to use with "
-            f"`facegate models import FILE --as {self.family}`"
+            f"embedder {what} is not installed: {not_shipped_reason(self.family)}. Install a .tflite or .onnx file "
+            f"you have the right to use with `facegate models import FILE --as {self.family}`"
         )
 
 
