@@ -14,6 +14,7 @@ import pytest
 
 import facegate
 from facegate import api
+from facegate.engine import get_engine
 from facegate.errors import ConfigError, GalleryError, ModelNotInstalledError
 from facegate.gallery.records import EnrollItem
 from facegate.gallery.store import SqliteGallery
@@ -66,7 +67,7 @@ def test_find_dataframe_has_deepface_columns(samples_dir: Path, photo_db: Path) 
     assert set(frame["identity"]) == {str(photo_db / "barack_obama" / "obama.jpg"),
                                       str(photo_db / "barack_obama" / "obama2.jpg")}
     assert list(frame["distance"]) == sorted(frame["distance"]) and (frame["distance"] <= frame["threshold"]).all()
-    assert frame["threshold"].iloc[0] == pytest.approx(0.628)
+    assert frame["threshold"].iloc[0] == pytest.approx(api.threshold_for(get_engine("mediapipe", "Dlib"), "euclidean"))
     (result,) = facegate.find(str(samples_dir / "obama3.jpg"), db_path=photo_db)
     assert tuple(frame[["source_x", "source_y", "source_w", "source_h"]].iloc[0]) == (
         result.facial_area.x, result.facial_area.y, result.facial_area.w, result.facial_area.h)
@@ -121,14 +122,15 @@ def test_deepface_parameters_are_accepted(samples_dir: Path, photo_db: Path) -> 
 def test_callable_distance_metric(samples_dir: Path, photo_db: Path) -> None:
     a, b, c = (str(samples_dir / n) for n in ("obama.jpg", "obama2.jpg", "biden.jpg"))
     named = facegate.verify(a, b)
-    custom = facegate.verify(a, b, distance_metric=euclid, threshold=0.628)
+    thr = named.threshold
+    custom = facegate.verify(a, b, distance_metric=euclid, threshold=thr)
     assert custom.distance == pytest.approx(named.distance, abs=1e-5) and custom.verified
     assert custom.distance_metric == "euclid"
-    assert not facegate.verify(a, c, distance_metric=euclid, threshold=0.628).verified
+    assert not facegate.verify(a, c, distance_metric=euclid, threshold=thr).verified
     with pytest.raises(ConfigError, match="pass threshold"):
         facegate.verify(a, b, distance_metric=euclid)
     (found,) = facegate.find(str(samples_dir / "obama3.jpg"), db_path=photo_db, distance_metric=euclid,
-                             threshold=0.628)
+                             threshold=thr)
     (reference,) = facegate.find(str(samples_dir / "obama3.jpg"), db_path=photo_db)
     assert found.identity == reference.identity == "barack_obama"
     assert [m.person_id for m in found.candidates] == [m.person_id for m in reference.candidates]

@@ -30,7 +30,6 @@ from facegate.types import Box, FaceDetection, FaceEvent, ImageBGR
 from tests.fixtures.images import read_bgr
 
 ROTATIONS = (90, 180, 270)
-THRESHOLD = 0.628
 
 
 def test_unrotate_maps_points_back(astronaut_bgr: ImageBGR) -> None:
@@ -111,12 +110,13 @@ def test_rotated_dev_photos_verify_without_wrong_accepts(shared_data: Path) -> N
     and rotated probes accepted as other people (e.g. elon_musk as marissa_mayer at 180, d 0.582)."""
     refs, probes = rotated_dev_photos(shared_data / "identities")
     assert len(probes) >= 20
+    threshold = facegate.threshold_for(get_engine("mediapipe", "Dlib"), "euclidean")
 
     def accepted(image: ImageBGR) -> set[str]:
         """The people whose reference is within the threshold of a face of ``image``."""
         vectors = [r.vector() for r in facegate.represent(image) if isinstance(r, facegate.Representation)]
         return {other for other, ref in refs.items()
-                if min(float(np.linalg.norm(v - ref)) for v in vectors) <= THRESHOLD}
+                if min(float(np.linalg.norm(v - ref)) for v in vectors) <= threshold}
 
     upright_wrong = {(name, other) for name, img in probes.items() for other in accepted(img) if other != name}
     for degrees in ROTATIONS:
