@@ -20,6 +20,7 @@ which keys changed and which components need a rebuild (``camera:<id>``, ``detec
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from facegate.config.loader import load_yaml_config
 from facegate.config.models import (
@@ -82,12 +83,25 @@ class PatchResult:
 
 
 def check_patch(patch: Any, current: FacegateConfig) -> list[FieldError]:
-    """Field errors for every key of ``patch`` that is unknown or not runtime-settable."""
+    """Field errors for every key of ``patch`` that is unknown, not runtime-settable, or whose JSON value
+    has the wrong type.
+
+    The configuration models validate in pydantic's lax mode, which the YAML needs (``port: ${PORT}``
+    interpolates to a string). A patch is JSON with real types, so each settable leaf is checked against
+    its field's type in strict JSON mode in the same walk: ``"0.5"`` is not a number, ``1`` is not a
+    boolean. ``null`` is always allowed (it resets a key to its default)."""
+    keys, types = _patch_errors(patch, current)
+    return keys + types
+
+
+def _patch_errors(patch: Any, current: FacegateConfig) -> tuple[list[FieldError], list[FieldError]]:
+    """(unknown or not settable keys, wrong JSON types) of ``patch``."""
     if not isinstance(patch, dict):
-        return [FieldError("", "a config patch must be a JSON object", "type_error")]
+        return [FieldError("", "a config patch must be a JSON object", "type_error")], []
     errors: list[FieldError] = []
-    _check_model(FacegateConfig, patch, (), errors, current=current, camera=None)
-    return errors
+    types: list[FieldError] = []
+    _check_model(FacegateConfig, patch, (), errors, current=current, camera=None, types=types)
+    return errors, types
 
 
 def _not_settable(path: Loc) -> FieldError:
@@ -102,6 +116,7 @@ def _check_model(
     *,
     current: FacegateConfig,
     camera: CameraConfig | None,
+    types: list[FieldError],
 ) -> None:
     for key, value in patch.items():
         here: Loc = (*path, key)
@@ -109,9 +124,9 @@ def _check_model(
         if info is None:
             errors.append(FieldError(dotted(here), "unknown key", "extra_forbidden"))
         elif runtime_marker(info) is not None:
-            continue
+            _check_types(cls, key, value, here, types)
         elif cls is FacegateConfig and key == "cameras":
-            _check_cameras(value, errors, current)
+            _check_cameras(value, errors, current, types)
         elif cls is CameraConfig and key == "source" and camera is not None and isinstance(value, dict):
             kind = value.get("type", camera.source.type)
             source_cls = SOURCE_TYPES.get(kind) if isinstance(kind, str) else None
@@ -120,14 +135,41 @@ def _check_model(
                     FieldError(dotted((*here, "type")), f"unknown type; expected one of {', '.join(SOURCE_TYPES)}")
                 )
             else:
-                _check_model(source_cls, value, here, errors, current=current, camera=camera)
+                _check_model(source_cls, value, here, errors, current=current, camera=camera, types=types)
         elif (sub := model_class(info.annotation)) is not None and isinstance(value, dict):
-            _check_model(sub, value, here, errors, current=current, camera=camera)
+            _check_model(sub, value, here, errors, current=current, camera=camera, types=types)
         else:
             errors.append(_not_settable(here))
 
 
-def _check_cameras(value: Any, errors: list[FieldError], current: FacegateConfig) -> None:
+@functools.lru_cache(maxsize=512)
+def _adapter(owner: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    annotation = owner.model_fields[name].annotation
+    return TypeAdapter(Any if annotation is None else annotation)
+
+
+def _check_types(owner: type[BaseModel], key: str, value: Any, here: Loc, errors: list[FieldError]) -> None:
+    """Strict JSON type check of a settable ``owner.key`` (its leaves, for a section given as an object)."""
+    if value is None:
+        return
+    sub = model_class(owner.model_fields[key].annotation)
+    if sub is not None and isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(name, str) and name in sub.model_fields:  # unknown keys: the model reports them
+                _check_types(sub, name, item, (*here, name), errors)
+        return
+    try:
+        _adapter(owner, key).validate_json(json.dumps(value, allow_nan=False), strict=True)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_context=False)[0]
+        if first["type"] == "literal_error" and isinstance(value, str):
+            return  # the right type; which strings are valid (``level: debug``) is the model's to say
+        errors.append(FieldError(dotted(here), f"wrong type: {first['msg']}", str(first["type"])))
+    except ValueError:
+        errors.append(FieldError(dotted(here), "not a JSON value", "type_error"))
+
+
+def _check_cameras(value: Any, errors: list[FieldError], current: FacegateConfig, types: list[FieldError]) -> None:
     if not isinstance(value, dict):
         errors.append(
             FieldError("cameras", 'address cameras by id: {"cameras": {"<id>": {"enabled": false}}}', "type_error")
@@ -141,7 +183,7 @@ def _check_cameras(value: Any, errors: list[FieldError], current: FacegateConfig
         elif not isinstance(camera_patch, dict):
             errors.append(_not_settable(here))
         else:
-            _check_model(CameraConfig, camera_patch, here, errors, current=current, camera=camera)
+            _check_model(CameraConfig, camera_patch, here, errors, current=current, camera=camera, types=types)
 
 
 # ---------------------------------------------------------------------------------------- merging
@@ -498,11 +540,18 @@ class RuntimeConfig:
             return self._evaluate(patch)[0]
 
     def _evaluate(self, patch: Any) -> tuple[PatchResult, dict[str, Any]]:
-        errors = check_patch(patch, self._config)
+        errors, types = _patch_errors(patch, self._config)
         if errors:
-            raise ConfigValidationError(errors)
+            raise ConfigValidationError(errors + types)
         overrides = compose(self._overrides, patch)
-        config = apply_overrides(self._base, overrides)
+        try:
+            config = apply_overrides(self._base, overrides)
+        except ConfigValidationError as err:
+            # every problem at once: a key of the wrong type, and the values the model refuses elsewhere
+            wrong = {e.loc for e in types}
+            raise ConfigValidationError(types + [e for e in err.errors if e.loc not in wrong]) from None
+        if types:
+            raise ConfigValidationError(types)
         return PatchResult(config, diff(self._config, config)), overrides
 
     def apply(self, patch: Any) -> PatchResult:

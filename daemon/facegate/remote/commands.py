@@ -47,7 +47,6 @@ from facegate.gallery.records import EnrollItem, EnrollReport
 from facegate.gallery.store import SqliteGallery
 from facegate.images import decode_base64, decode_bytes, sniff_format
 from facegate.remote.canonical import JsonRejected, parse_json_object
-from facegate.remote.patch_types import strict_type_errors
 from facegate.remote.rate_limit import TokenBucket
 from facegate.remote.schemas import (
     COMMAND_KINDS,
@@ -351,9 +350,6 @@ class CommandHandler:
     # --- config --------------------------------------------------------------------------------------
     def _config_set(self, command: ConfigSetCommand) -> CommandResultPayload:
         applier = self._need_config()
-        wrong_types = strict_type_errors(command.patch, applier.config)
-        if wrong_types:
-            raise CommandRejected("invalid", "the patch was not applied", wrong_types)
         try:
             result = applier.preview(command.patch) if command.dry_run else applier.apply(command.patch)
         except ConfigValidationError as err:
