@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import cv2
 
@@ -65,6 +65,9 @@ from facegate.pipeline import Pipeline
 from facegate.stats import Stats
 from facegate.tracker import TrackerConfig
 from facegate.types import FaceEvent, Frame
+
+if TYPE_CHECKING:  # the remote module is optional in a build; imported when remote management starts
+    from facegate.remote.service_bridge import ServiceRemote
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +203,7 @@ class Service:
         #: Frigate / Double Take copies of each event (mqtt.frigate_compat, mqtt.double_take)
         self.compat_sinks: list[EventSink] = []
         self.discovery: Any = None
-        self.remote: Any = None
+        self.remote: ServiceRemote | None = None
         self.runner: CaptureRunner | None = None
         self.handoff: FrameHandoff | None = None
         self._presence: dict[str, _Presence] = {}
@@ -477,7 +480,7 @@ class Service:
     def _emit(self, event: FaceEvent, frame: Frame | None = None) -> None:
         self.counters.events[event.type] = self.counters.events.get(event.type, 0) + 1
         payload = event_payload(event, device_id=self.config.device.device_id)
-        if self.remote is not None and hasattr(self.remote, "sign_event"):
+        if self.remote is not None:
             payload = self.remote.sign_event(payload)
         if self.publisher is not None:
             self.publisher.publish_event(payload)  # committed to the spool before anything claims it was sent
@@ -627,7 +630,7 @@ class Service:
                 # the remote module owns the runtime overlay: reload through it so later patches apply
                 # on top of the new YAML, and config/state is republished
                 result = self.remote.reload()
-                rebuild = self.remote.service_rebuild(result)
+                rebuild = result.rebuild
             else:
                 from facegate.config.runtime import RuntimeConfig
 
@@ -644,7 +647,7 @@ class Service:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.stop()
-        if self.remote is not None and hasattr(self.remote, "close"):
+        if self.remote is not None:
             self.remote.close()
         if self.publisher is not None:
             self.publish_stats()

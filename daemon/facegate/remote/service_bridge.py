@@ -4,8 +4,9 @@
 the publisher starts. Threading follows the service's rule that only the frame loop touches the
 pipeline: commands are validated and stored on the MQTT dispatcher thread, and
 
-* an applied config patch is handed to the frame loop (``service.submit``) as
-  ``service.apply_config(new_config, rebuild)`` (``camera:<id>`` rebuilds are reported as ``camera``);
+* an applied config patch goes in one hop to its owner: the command handler submits
+  ``service.apply_config(new_config, rebuild)`` to the frame loop, where each stage takes its section
+  live (``update_config``) and only the named components are rebuilt;
 * photos sent for enrolment are embedded on the frame loop too (the TFLite interpreters are not
   thread-safe), the dispatcher waiting for the result;
 * gallery changes (commands and fleet records) trigger ``service.people_changed`` on the frame loop.
@@ -17,6 +18,7 @@ import logging
 from collections.abc import Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 from typing import Any, Protocol
 
 from facegate.config import RuntimeConfig
@@ -25,9 +27,7 @@ from facegate.config.runtime import PatchResult
 from facegate.engine import FaceEngine, FaceResult
 from facegate.errors import FacegateError
 from facegate.events.mqtt import MqttPublisher
-from facegate.gallery.records import ApplyOutcome
 from facegate.gallery.store import SqliteGallery
-from facegate.remote.commands import GalleryChange
 from facegate.remote.signing import EventSigner
 from facegate.remote.wiring import RemoteControl, build_event_signer, build_remote
 from facegate.types import ImageBGR
@@ -96,10 +96,6 @@ class FrameLoopEmbedder:
             ) from None
 
 
-def _service_rebuild(rebuild: frozenset[str]) -> frozenset[str]:
-    return frozenset("camera" if part.startswith("camera:") else part for part in rebuild)
-
-
 class ServiceRemote:
     """The object the service keeps as ``service.remote``."""
 
@@ -121,21 +117,13 @@ class ServiceRemote:
             gallery=service.gallery,
             embedder=lambda: FrameLoopEmbedder(service),
             environ=environ,
-            on_config_change=self._config_changed,
-            on_gallery_change=self._gallery_changed,
-            on_fleet_applied=self._fleet_applied,
+            # one hop to the owner of the settings: the frame loop applies the patch between two frames
+            on_config_change=lambda result: service.submit(partial(service.apply_config, result.config,
+                                                                   result.rebuild)),
+            on_gallery_change=lambda _change: service.submit(service.people_changed),
+            on_fleet_applied=lambda _outcome: service.submit(service.people_changed),
         )
         self.control.attach()
-
-    def _config_changed(self, result: PatchResult) -> None:
-        rebuild = _service_rebuild(result.rebuild)
-        self.service.submit(lambda: self.service.apply_config(result.config, rebuild))
-
-    def _gallery_changed(self, change: GalleryChange) -> None:
-        self.service.submit(self.service.people_changed)
-
-    def _fleet_applied(self, outcome: ApplyOutcome) -> None:
-        self.service.submit(self.service.people_changed)
 
     def sign_event(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The event payload with ``sig`` when ``security.sign_events`` is on, else unchanged."""
@@ -143,15 +131,10 @@ class ServiceRemote:
 
     def reload(self) -> PatchResult:
         """SIGHUP: re-read the YAML, replay the overrides, republish ``config/state``. The caller applies
-        ``result.config`` (``rebuild`` uses the service's component names)."""
+        ``result.config`` and ``result.rebuild``."""
         result = self.runtime.reload()
         self.control.publish_config_state()
         return result
-
-    @staticmethod
-    def service_rebuild(result: PatchResult) -> frozenset[str]:
-        """``result.rebuild`` in the service's component names (``camera:<id>`` -> ``camera``)."""
-        return _service_rebuild(result.rebuild)
 
     def close(self) -> None:
         self.control.stop()
