@@ -164,7 +164,7 @@ def test_events_are_qos1_and_never_retained(
 
 
 @pytest.mark.slow
-def test_broker_outage_loses_nothing_and_keeps_order(
+def test_broker_outage_loses_nothing_keeps_order_and_sends_late_events_to_history(
     mosquitto_private: MosquittoBroker,
     topic_prefix: str,
     mqtt_collector: Collect,
@@ -175,7 +175,8 @@ def test_broker_outage_loses_nothing_and_keeps_order(
     broker = mosquitto_private
     topics = Topics("door4", prefix=topic_prefix)
     # Persistent session: the broker queues events for the collector while it reconnects after the restart.
-    collector = mqtt_collector(broker, [topics.event], persistent=True, client_id=f"col-{topic_prefix}")
+    collector = mqtt_collector(broker, [topics.event, topics.history], persistent=True,
+                               client_id=f"col-{topic_prefix}")
     publisher = MqttPublisher(topics, settings(broker.port), spool=Spool(tmp_path / "spool.db"), own_spool=True)
     publishers.append(publisher)
     publisher.start()
@@ -211,7 +212,8 @@ def test_broker_outage_loses_nothing_and_keeps_order(
 
     collector.wait_for(lambda ms: set(event_ids(ms)) >= set(produced), timeout=40)
     assert publisher.flush(10)
-    received = event_ids(collector.messages(topics.event))
+    everything = collector.messages()
+    received = event_ids(everything)
     first_seen: list[str] = []
     for event_id in received:
         if event_id not in first_seen:
@@ -237,6 +239,33 @@ def test_broker_outage_loses_nothing_and_keeps_order(
     assert counters.reconnects >= 1 and counters.connected
     assert counters.published >= len(produced) and counters.spool_depth == 0 and counters.dropped == 0
 
+    # "An unlock automation only ever sees live decisions": the live topic carries no event older than
+    # max_event_age_s at publish time and no event id twice; everything else went to history, marked.
+    max_age = publisher.settings.max_event_age_s
+    live = [json.loads(m.payload) for m in everything if m.topic == topics.event]
+    history = [json.loads(m.payload) for m in everything if m.topic == topics.history]
+    for payload in (*live, *history):
+        EventPayload.model_validate(payload)
+    assert all(not e["late"] and not e["replayed_from_spool"] and e["age_s"] <= max_age for e in live)
+    # Each live event id was published once: copies are byte-identical (a broker redelivering to the
+    # restarted persistent session is MQTT QoS 1 at work, which consumers de-duplicate on event_id).
+    live_bytes: dict[str, set[bytes]] = {}
+    for m in everything:
+        if m.topic == topics.event:
+            live_bytes.setdefault(json.loads(m.payload)["event_id"], set()).add(m.payload)
+    assert all(len(copies) == 1 for copies in live_bytes.values()), "a live event id was published twice"
+    assert all(e["late"] and (e["replayed_from_spool"] or e["age_s"] > max_age) for e in history)
+    outage_ids = set(produced[outage_start:outage_start + during_outage])
+    live_ids = {e["event_id"] for e in live}
+    # events decided more than max_age before the broker came back can only be history
+    old_in_outage = {e["event_id"] for e in history if e["age_s"] > max_age} & outage_ids
+    assert len(old_in_outage) >= during_outage - int(max_age / 0.05) - 5
+    assert not old_in_outage & live_ids
+    oldest_history = max((e["age_s"] for e in history), default=0.0)
+    record_property("live", len(live))
+    record_property("history", len(history))
+    sys.stdout.write(f"live={len(live)} history={len(history)} oldest_history_age_s={oldest_history:.1f}\n")
+
 
 def test_spool_survives_publisher_restart(
     tmp_path: Path, topic_prefix: str, mqtt_collector: Collect, publishers: list[MqttPublisher], children: list[Child]
@@ -254,13 +283,16 @@ def test_spool_survives_publisher_restart(
 
     broker.start()
     try:
-        collector = mqtt_collector(broker, [topics.event])
+        collector = mqtt_collector(broker, [topics.event, topics.history])
         publisher = MqttPublisher(topics, settings(broker.port), spool=Spool(spool_path), own_spool=True)
         publishers.append(publisher)
         assert len(publisher.spool) == 10
         publisher.start()
-        messages = collector.wait_for_count(topics.event, 10)
+        # spooled by the killed process: nothing is lost, but none of it is live any more
+        messages = collector.wait_for_count(topics.history, 10)
         assert event_ids(messages) == ids
+        assert all(json.loads(m.payload)["replayed_from_spool"] and json.loads(m.payload)["late"] for m in messages)
+        assert not collector.messages(topics.event)
         assert publisher.flush(5)
         assert len(publisher.spool) == 0
     finally:

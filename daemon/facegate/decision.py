@@ -286,12 +286,15 @@ def tally(votes: deque[Vote], now: float, config: DecisionConfig, frame_interval
 
 
 class _TrackState:
-    __slots__ = ("best_face", "best_score", "contradictions", "decided", "decided_label", "last_observed", "votes")
+    __slots__ = ("best_face", "best_score", "contradictions", "decided", "decided_label", "last_observed", "person",
+                 "votes")
 
     def __init__(self, max_votes: int) -> None:
         self.votes: deque[Vote] = deque(maxlen=max_votes)
         self.decided = False
         self.decided_label: str | None = None
+        #: the person this track was recognised as (event sent or suppressed by the cooldown)
+        self.person: str | None = None
         self.best_face: AlignedFace | None = None
         self.best_score = -1.0
         self.contradictions = 0
@@ -387,6 +390,12 @@ class DecisionEngine:
         st = self._tracks.get(track_id)
         return st is not None and st.decided
 
+    def recognized_person(self, track_id: int) -> str | None:
+        """The person a decided track was recognised as (also when the cooldown suppressed its event),
+        None for undecided, unknown and spoof tracks; presence uses it as a sighting."""
+        st = self._tracks.get(track_id)
+        return st.person if st is not None else None
+
     def contradicted(self, track_id: int) -> bool:
         """A decided track whose re-checks disagree with its decision ``split_after`` times in a row."""
         st = self._tracks.get(track_id)
@@ -446,6 +455,7 @@ class DecisionEngine:
         st.decided = True
         st.decided_label = result.person_id
         if event_type == "recognized" and result.person_id is not None:
+            st.person = result.person_id
             person_id = result.person_id
             last = self._last_recognized.get(person_id)
             if last is not None and now - last < cfg.cooldown_s:

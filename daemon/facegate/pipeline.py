@@ -85,6 +85,7 @@ class Pipeline:
         )
         self.stats = stats if stats is not None else Stats()
         self._timer = StageTimer(self.stats, clock)
+        self.sightings: list[tuple[str, str]] = []
         self._model_id = embedder.model_id
 
     def update_config(self, *, gates: GateConfig, decision: DecisionConfig, tracker: TrackerConfig) -> None:
@@ -165,6 +166,9 @@ class Pipeline:
                 stats.count("tracks.split")
                 logger.debug("%s track %d contradicted its decision; continues as %s", frame.camera,
                              track.track_id, renamed.track_id if renamed else None)
+        #: (camera, person) of every face on this frame whose track was recognised (presence sightings)
+        self.sightings = [(frame.camera, p) for i in range(n)
+                          if (p := engine.recognized_person(update.tracks[i].track_id)) is not None]
         if engine.suppressed != suppressed:
             stats.count("decisions.suppressed", engine.suppressed - suppressed)
         if n:

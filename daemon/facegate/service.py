@@ -50,14 +50,13 @@ from facegate.events.payloads import (
     STATUS_ONLINE,
     CameraHealthPayload,
     CameraStatusPayload,
-    LastRecognizedPayload,
     LatencyPayload,
-    PresencePayload,
     StatsPayload,
     event_payload,
     iso_utc,
 )
 from facegate.events.spool import Spool
+from facegate.events.state_sinks import LastRecognizedSink, PresenceSink
 from facegate.events.topics import Topics
 from facegate.gates import GateConfig
 from facegate.matcher import Matcher
@@ -143,6 +142,7 @@ def mqtt_settings(config: FacegateConfig) -> MqttSettings:
         keepalive=m.keepalive,
         reconnect_min_s=max(1, round(m.reconnect.initial_s)),
         reconnect_max_s=max(1, round(m.reconnect.max_s)),
+        max_event_age_s=m.max_event_age_s,
     )
 
 
@@ -158,14 +158,6 @@ def compat_sinks(config: FacegateConfig, publisher: MqttPublisher) -> list[Event
 
         sinks.append(DoubleTakeSink(publisher, prefix=config.mqtt.double_take_prefix))
     return sinks
-
-
-@dataclass
-class _Presence:
-    name: str | None
-    camera: str
-    last_seen_mono: float
-    present: bool = True
 
 
 @dataclass
@@ -206,7 +198,9 @@ class Service:
         self.remote: ServiceRemote | None = None
         self.runner: CaptureRunner | None = None
         self.handoff: FrameHandoff | None = None
-        self._presence: dict[str, _Presence] = {}
+        self.presence: PresenceSink | None = None
+        #: retained state derived from events (presence, last recognized), fed every event payload
+        self.event_sinks: list[EventSink] = []
         self._started = time.monotonic()
         self._last_stats = 0.0
         self.counters = ServiceCounters()
@@ -237,15 +231,31 @@ class Service:
                           drop_policy="drop_oldest" if cfg.mqtt.spool.drop_policy == "oldest" else "drop_newest")
             self.publisher = MqttPublisher(self.topics, mqtt_settings(cfg), spool=spool, own_spool=True)
             self.compat_sinks = compat_sinks(cfg, self.publisher)
+            self.presence = PresenceSink(self.publisher, self.topics, timeout_s=self._presence_timeout(),
+                                         max_event_age_s=cfg.mqtt.max_event_age_s)
+            self.event_sinks = [LastRecognizedSink(self.publisher, self.topics), self.presence]
             if cfg.homeassistant.enabled:
                 from facegate.events.homeassistant import HaDeviceInfo, HomeAssistantDiscovery
 
                 self.discovery = HomeAssistantDiscovery(
                     self.publisher, self.topics, HaDeviceInfo(name=cfg.device.name or cfg.device.device_id),
-                    cameras=[c.id for c in cfg.cameras if c.enabled],
+                    cameras={c.id: c.name for c in cfg.cameras if c.enabled},
                     people={p.person_id: p.name for p in self.gallery.people()},
+                    snapshots=cfg.mqtt.snapshots,
+                    state_path=paths.state_dir / "homeassistant.json",
                 )
             self._build_remote()
+            self._sign_at_publish()
+
+    def _sign_at_publish(self) -> None:
+        """Events are signed when published (the signature covers ``age_s``/``late`` and the topic)."""
+        signer = self.remote.signer if self.remote is not None else None
+        if self.publisher is None or signer is None:
+            return
+        from facegate.remote.signing import sign
+
+        key = signer.key
+        self.publisher.freshness.signer = lambda payload, topic: sign(payload, key, topic=topic, context="event")
 
     def _build_recognition(self) -> None:
         cfg = self.config
@@ -352,12 +362,14 @@ class Service:
         """Run until stopped, or until every (finite) source has ended. Returns an exit code."""
         self._build_capture()
         if self.publisher is not None:
+            if self.presence is not None:
+                # absent for everyone, published before "online" (no stale "present" on an available entity)
+                self.presence.reset({p.person_id: p.name for p in self.gallery.people()})
             # "online" only once a camera delivers frames (set by the health check)
             self.publisher.set_status(STATUS_DEGRADED)
             self.publisher.start()
             if self.discovery is not None:
                 self.discovery.attach()
-            self._publish_presence_all()
         cameras = 0
         if self.runner is not None:
             self.runner.start()
@@ -402,7 +414,11 @@ class Service:
                     events = []
                 for event in events:
                     self._emit(event, frame)
-            self._expire_presence(now)
+                if self.presence is not None:
+                    for camera, person_id in self.pipeline.sightings:
+                        self.presence.sighting(person_id, camera)
+            if self.presence is not None:
+                self.presence.expire()
             if now - self._last_health >= HEALTH_INTERVAL_S:
                 self._last_health = now
                 self.check_camera_health(now)
@@ -480,19 +496,18 @@ class Service:
     def _emit(self, event: FaceEvent, frame: Frame | None = None) -> None:
         self.counters.events[event.type] = self.counters.events.get(event.type, 0) + 1
         payload = event_payload(event, device_id=self.config.device.device_id)
-        if self.remote is not None:
-            payload = self.remote.sign_event(payload)
         if self.publisher is not None:
-            self.publisher.publish_event(payload)  # committed to the spool before anything claims it was sent
+            # committed to the spool before anything claims it was sent; stamped (age, late), routed
+            # (live or history) and signed when it is actually published
+            self.publisher.publish_event(payload)
         if self.sink is not None:
-            self.sink.publish_event(payload)
+            signed = payload
+            if self.remote is not None:
+                signed = self.remote.sign_event(payload)
+            self.sink.publish_event(signed)
         if self.publisher is not None:
-            if event.type == "recognized" and event.person_id is not None:
-                self._set_presence(event)
-                self.publisher.publish_state(self.topics.last_recognized(event.camera), LastRecognizedPayload(
-                    camera=event.camera, person_id=event.person_id, name=event.name, time=iso_utc(event.wall),
-                    event_id=event.event_id, confidence=event.confidence,
-                ).model_dump(mode="json"))
+            for sink in self.event_sinks:
+                sink.publish_event(payload)
             if self.config.mqtt.snapshots:
                 jpeg = event.snapshot_jpeg or (snapshot_jpeg(frame, event) if frame is not None else None)
                 if jpeg is not None:
@@ -502,48 +517,17 @@ class Service:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _set_presence(self, event: FaceEvent) -> None:
-        assert event.person_id is not None and self.publisher is not None
-        self._presence[event.person_id] = _Presence(event.name, event.camera, time.monotonic())
-        self.publisher.publish_state(self.topics.presence(event.person_id), PresencePayload(
-            person_id=event.person_id, name=event.name, present=True, camera=event.camera,
-            last_seen=iso_utc(event.wall), event_id=event.event_id,
-        ).model_dump(mode="json"))
-
     def _presence_timeout(self) -> float:
         # present until the cooldown after the last recognition has passed (at least 30 s)
         return max(30.0, self.config.decision.cooldown_s)
-
-    def _expire_presence(self, now: float) -> None:
-        if self.publisher is None:
-            return
-        timeout = self._presence_timeout()
-        for person_id, state in self._presence.items():
-            if state.present and now - state.last_seen_mono > timeout:
-                state.present = False
-                self.publisher.publish_state(self.topics.presence(person_id), PresencePayload(
-                    person_id=person_id, name=state.name, present=False, camera=state.camera,
-                ).model_dump(mode="json"))
-
-    def _publish_presence_all(self) -> None:
-        """Retained presence of every enrolled person (absent at start), so HA entities have a state."""
-        if self.publisher is None:
-            return
-        for person in self.gallery.people():
-            self.publisher.publish_state(self.topics.presence(person.person_id), PresencePayload(
-                person_id=person.person_id, name=person.name, present=False,
-            ).model_dump(mode="json"))
 
     def people_changed(self) -> None:
         """The gallery changed (enrolment, removal, fleet sync): refresh HA entities and presence."""
         people = {p.person_id: p.name for p in self.gallery.people()}
         if self.discovery is not None:
             self.discovery.set_people(people)
-        if self.publisher is not None:
-            for person_id in list(self._presence):
-                if person_id not in people:
-                    del self._presence[person_id]
-            self._publish_presence_all()
+        if self.presence is not None:
+            self.presence.set_people(people)
 
     def stats_payload(self) -> StatsPayload:
         snap = self.stats.snapshot()
@@ -605,7 +589,7 @@ class Service:
             if self.runner is not None:
                 self.runner.start()
             if self.discovery is not None:
-                self.discovery.set_cameras([c.id for c in new.cameras if c.enabled])
+                self.discovery.set_cameras({c.id: c.name for c in new.cameras if c.enabled})
         logger.info("configuration applied%s", f" (rebuilt: {', '.join(sorted(rebuild))})" if rebuild else "")
 
     def _update_stages(self, old: FacegateConfig, new: FacegateConfig) -> None:
@@ -651,6 +635,8 @@ class Service:
             self.remote.close()
         if self.publisher is not None:
             self.publish_stats()
+            if self.presence is not None:
+                self.presence.clear()  # a clean stop leaves nobody "present"
             self.publisher.stop()
         self.gallery.close()
 

@@ -570,6 +570,11 @@ class MqttConfig(_Section):
     qos: int = Field(default=1, ge=0, le=2, description="QoS of events and command results: 0, 1 or 2")
     spool: SpoolConfig = Field(default_factory=SpoolConfig, description="offline event spool")
     snapshots: bool = Field(default=False, description="also publish a JPEG crop per event (separate topic)")
+    max_event_age_s: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="events older than this when published (or re-sent) go to <base>/history, never to the live "
+        "event topic Home Assistant triggers on",
+    )
     frigate_compat: bool = Field(
         default=False,
         description="also publish Frigate's face messages: <frigate_prefix>/tracked_object_update and "

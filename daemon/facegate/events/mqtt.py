@@ -9,19 +9,26 @@ spooled). The price is possible duplicates: a message whose PUBACK was lost is s
 same ``event_id``; consumers de-duplicate on it.
 
 Ordering: at most ``max_inflight`` events are unacknowledged at once, handed to paho in spool order
-on one connection. After a reconnect nothing new is handed over until every message outstanding from
-the previous connection has been acknowledged (paho re-sends those first), so a re-sent message can
-never overtake or be overtaken by a newer one.
+on one connection. On a reconnect paho's own copies of unacknowledged messages are dropped (they carry
+the bytes of their first attempt) and the spool is sent again from its oldest row, so a re-sent message
+can never overtake or be overtaken by a newer one.
+
+Freshness (:mod:`facegate.events.freshness`): every event is stamped when it is handed to the broker
+connection with its ``age_s``, ``replayed_from_spool`` and ``late``; only fresh first attempts go to
+the live topic ``<base>/event``, late ones and every re-send go to ``<base>/history``. An unlock
+automation listening to the live topic therefore only ever sees live decisions, each once.
 
 Availability: the broker's last will publishes retained ``offline`` on the status topic; on every
-connect the publisher publishes the retained current status (``online`` unless the owner set another
-with :meth:`MqttPublisher.set_status`: the daemon says ``degraded`` while no camera delivers frames);
-a clean :meth:`MqttPublisher.stop` publishes retained ``stopped`` before disconnecting (so the will is
-not sent).
+connect the publisher first publishes the retained states marked ``before_online`` (presence: a
+consumer never sees a stale ``present`` from an earlier run once it sees ``online``), then the retained
+current status (``online`` unless the owner set another with :meth:`MqttPublisher.set_status`: the
+daemon says ``degraded`` while no camera delivers frames); a clean :meth:`MqttPublisher.stop`
+publishes retained ``stopped`` before disconnecting (so the will is not sent).
 
 Retained state (presence, last recognized, config state, Home Assistant discovery) published with
 :meth:`MqttPublisher.publish_state` is remembered and republished after every reconnect, then the
-registered on-connect hooks run. Events are never retained.
+registered on-connect hooks run; each retained topic goes out once per connect. Events are never
+retained.
 
 Threads: paho's network thread (callbacks only enqueue or flip flags), one sender thread that owns
 all delivery bookkeeping, and one dispatcher thread that runs command handlers so a slow handler
@@ -48,6 +55,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel
 
 from facegate.errors import ConfigError, MqttError
+from facegate.events.freshness import DEFAULT_MAX_EVENT_AGE_S, EventFreshness, EventSigner
 from facegate.events.payloads import (
     STATUS_OFFLINE,
     STATUS_ONLINE,
@@ -95,8 +103,9 @@ class MqttSettings:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 60
     max_inflight: int = 10
-    stale_timeout_s: float = 30.0
+    stale_timeout_s: float = 30.0  # unused since paho's copies are dropped on reconnect; kept for callers
     command_queue_size: int = 64
+    max_event_age_s: float = DEFAULT_MAX_EVENT_AGE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +175,7 @@ class _StateMessage:
     payload: bytes
     qos: int
     retain: bool
+    before_online: bool = False
 
 
 class _PahoNoConnectionFilter(logging.Filter):
@@ -195,6 +205,7 @@ class MqttPublisher:
         *,
         spool: Spool | None = None,
         own_spool: bool | None = None,
+        signer: EventSigner | None = None,
     ) -> None:
         self.topics = topics
         self.settings = settings or MqttSettings()
@@ -205,6 +216,12 @@ class MqttPublisher:
         self.spool = spool if spool is not None else Spool(None)
         self._own_spool = spool is None if own_spool is None else own_spool
         self.client_id = self.settings.client_id or f"facegate-{topics.device_id}"
+        self.freshness = EventFreshness(topics.event, topics.history, max_age_s=self.settings.max_event_age_s,
+                                        signer=signer)
+        #: rows spooled before this publisher existed come from an earlier process: replays
+        self._start_wall = time.time()
+        #: spool seqs handed to a connection and not acknowledged yet (sender thread only)
+        self._handed: set[int] = set()
 
         self._lock = threading.Lock()  # guards the fields below; never held while calling paho
         self._connected = False
@@ -246,6 +263,8 @@ class MqttPublisher:
         the connection is made (and re-made) in the background with capped exponential backoff."""
         if self._started:
             raise MqttError("publisher already started")
+        if not hasattr(paho.Client, "drop_out_messages"):
+            raise MqttError("paho-mqtt >= 2.2 is required (Client.drop_out_messages)")
         self._client = self._build_client()
         self._started = True
         self._stop.clear()
@@ -393,15 +412,22 @@ class MqttPublisher:
         """Convert (``payloads.event_payload``) and spool a :class:`FaceEvent`."""
         return self.publish_event(event_payload(event, device_id=self.topics.device_id))
 
-    def publish_state(self, topic: str, payload: PayloadLike, *, retain: bool = True, qos: int = 1) -> None:
+    def publish_state(
+        self, topic: str, payload: PayloadLike, *, retain: bool = True, qos: int = 1, before_online: bool = False
+    ) -> None:
         """Publish state (in order, when connected). Retained state is remembered and republished after
-        every reconnect; an empty payload clears a retained topic at the broker."""
+        every reconnect; an empty payload clears a retained topic at the broker. ``before_online``
+        (retained only) makes every connect publish the latest value before ``online``."""
         if not topic_is_concrete(topic):
             raise ConfigError(f"not a publishable topic: {topic!r}")
-        message = _StateMessage(topic, dumps(payload), qos, retain)
+        message = _StateMessage(topic, dumps(payload), qos, retain, before_online and retain)
         with self._lock:
             if retain:
                 self._retained[topic] = message
+            if message.before_online and not self._connected:
+                # the next connect publishes it before "online"; queueing it too would send it twice
+                self._wake.set()
+                return
             self._pending_states.append(message)
             while len(self._pending_states) > self._max_pending_states:
                 # Retained values come back with the reconnect snapshot; only older intents are lost.
@@ -556,11 +582,20 @@ class MqttPublisher:
             self._last_failure = None
             subscriptions = [(f, q) for f, (q, _) in self._subscriptions.items()]
             first = self._connects == 1
+            early = [m for m in self._retained.values() if m.before_online]
+        # paho's copies of unacknowledged messages hold the bytes of their first attempt (topic and
+        # age included); the sender re-sends events from the spool and states from the snapshot.
+        client.drop_out_messages()
         logger.info("MQTT %s to %s:%d", "connected" if first else "reconnected", self.settings.host, self.settings.port)
         # Subscribe before announcing "online": a controller that sends a command as soon as it sees
         # "online" must find the subscription in place (the broker handles SUBSCRIBE before PUBLISH).
         if subscriptions:
             self._subscribe_now(client, subscriptions)
+        for message in early:
+            sent = client.publish(message.topic, message.payload, qos=message.qos, retain=True)
+            if sent.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                logger.warning("MQTT state on %s not sent before 'online': %s", message.topic,
+                               paho.error_string(sent.rc))
         # Published here, before paho re-sends older unacknowledged messages, so "online" comes first.
         with self._status_lock:
             self._send_status(client, self.status)
@@ -652,8 +687,6 @@ class MqttPublisher:
     # --- sender thread ------------------------------------------------------------------------------
     def _sender_loop(self) -> None:
         outstanding: dict[int, _Pending] = {}
-        stale: set[int] = set()
-        stale_since = 0.0
         seen_gen = 0
         last_seq = 0
         while not self._stop.is_set():
@@ -663,22 +696,25 @@ class MqttPublisher:
             if client is None:
                 continue
             try:
-                last_seq = self._process_acks(outstanding, stale, last_seq)
+                self._process_acks(outstanding)
                 with self._lock:
                     connected, gen = self._connected, self._conn_gen
                 if gen != seen_gen and connected:
-                    # New connection: paho re-sends what was outstanding; wait for those first.
+                    # New connection: paho dropped its copies in _on_connect, so nothing is in flight;
+                    # events start again from the oldest spooled row (re-sends are routed as replays).
                     seen_gen = gen
-                    stale |= set(outstanding)
-                    stale_since = time.monotonic()
+                    outstanding.clear()
+                    last_seq = 0
                     with self._lock:
-                        self._pending_states.extend(self._retained.values())
+                        # each retained topic once: what is still queued is already its latest value
+                        queued = {m.topic for m in self._pending_states}
+                        self._pending_states.extend(
+                            m for t, m in self._retained.items() if t not in queued and not m.before_online
+                        )
                         hooks = list(self._hooks)
                     for hook in hooks:
                         self._safe_hook(hook)
-                if connected and stale and time.monotonic() - stale_since > self.settings.stale_timeout_s:
-                    last_seq = self._give_up_stale(outstanding, stale, last_seq)
-                if connected and not stale:
+                if connected:
                     self._send_states(client, outstanding)
                     last_seq = self._send_events(client, outstanding, last_seq)
             except Exception:
@@ -689,14 +725,13 @@ class MqttPublisher:
             with self._idle:
                 self._idle.notify_all()
 
-    def _process_acks(self, outstanding: dict[int, _Pending], stale: set[int], last_seq: int) -> int:
+    def _process_acks(self, outstanding: dict[int, _Pending]) -> None:
         while True:
             try:
                 mid, failed, reason = self._acks.get_nowait()
             except queue.Empty:
-                return last_seq
+                return
             pending = outstanding.pop(mid, None)
-            stale.discard(mid)
             if pending is None:
                 continue  # QoS 0, status, or a message we stopped tracking
             if pending.kind == "state":
@@ -707,6 +742,7 @@ class MqttPublisher:
                         self._states_published += 1
                 continue
             self.spool.ack(pending.seq)
+            self._handed.discard(pending.seq)
             with self._lock:
                 if failed:
                     self._rejected += 1
@@ -715,17 +751,6 @@ class MqttPublisher:
             if failed:
                 # Not authorised / quota: retrying cannot succeed, and blocking would stop every event.
                 logger.error("MQTT broker rejected event (spool seq %d): %s; dropped", pending.seq, reason)
-
-    def _give_up_stale(self, outstanding: dict[int, _Pending], stale: set[int], last_seq: int) -> int:
-        logger.warning(
-            "MQTT: %d message(s) from the previous connection not acknowledged after %.0f s; re-sending from the spool",
-            len(stale), self.settings.stale_timeout_s,
-        )
-        seqs = [outstanding[m].seq for m in stale if m in outstanding and outstanding[m].kind == "event"]
-        for mid in stale:
-            outstanding.pop(mid, None)
-        stale.clear()
-        return min(seqs) - 1 if seqs else last_seq
 
     def _send_states(self, client: paho.Client, outstanding: dict[int, _Pending]) -> None:
         while True:
@@ -755,10 +780,15 @@ class MqttPublisher:
         if room <= 0:
             return last_seq
         for message in self.spool.peek_batch(room, after_seq=last_seq):
-            info = client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            replayed = message.seq in self._handed or message.created < self._start_wall
+            routed = self.freshness.route(message.payload, created=message.created, replayed=replayed,
+                                          now=time.time())
+            info = client.publish(routed.topic, routed.payload, qos=message.qos, retain=message.retain)
             if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                # NO_CONN: the connection dropped just now; paho queued it and re-sends it first.
-                outstanding[info.mid] = _Pending("event", message.seq, message.topic)
+                # NO_CONN: the connection dropped just now; the next connect drops paho's copy and the
+                # row is sent again from the spool, as a replay.
+                outstanding[info.mid] = _Pending("event", message.seq, routed.topic)
+                self._handed.add(message.seq)
                 last_seq = message.seq
                 if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
                     break

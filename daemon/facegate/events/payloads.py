@@ -97,8 +97,11 @@ def _event_schema_extra(schema: dict[str, Any]) -> None:
 class EventPayload(_Payload):
     """One decision about one appearance (track) of a face, published once on ``<base>/event``.
 
-    Delivery is at-least-once: a consumer may see the same ``event_id`` twice after a broker outage
-    and must de-duplicate on it. Events are never retained.
+    The live topic ``<base>/event`` only ever carries decisions younger than ``mqtt.max_event_age_s``
+    at publish time, each ``event_id`` at most once per daemon (``late`` is always false there). Late
+    and re-sent events (after a broker outage or a restart) go to ``<base>/history`` with ``late``
+    true; delivery there is at-least-once, so a consumer de-duplicates on ``event_id``. Events are
+    never retained.
     """
 
     model_config = ConfigDict(json_schema_extra=_event_schema_extra)
@@ -119,6 +122,14 @@ class EventPayload(_Payload):
     box: BoxPayload
     model_id: str = Field(max_length=64, description="embedding model id the gallery match used")
     attributes: AttributesPayload | None = Field(default=None, description="optional analysis results")
+    age_s: float = Field(default=0.0, ge=0, description="seconds from the decision to this publication")
+    late: bool = Field(
+        default=False,
+        description="older than mqtt.max_event_age_s or re-sent when published: never on the live event topic",
+    )
+    replayed_from_spool: bool = Field(
+        default=False, description="re-sent from the spool (after a broker outage or a daemon restart)"
+    )
     sig: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{64}$",

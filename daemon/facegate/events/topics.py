@@ -3,7 +3,8 @@
 Layout (``<base>`` is ``<prefix>/<device_id>``)::
 
     <base>/status                          retained  online | degraded (no camera) | offline (will) | stopped
-    <base>/event                           QoS 1, never retained
+    <base>/event                           QoS 1, never retained; live decisions only
+    <base>/history                         QoS 1, never retained; late and re-sent events
     <base>/stats                           periodic
     <base>/presence/<person_id>            retained
     <base>/camera/<camera>/last_recognized retained
@@ -81,6 +82,11 @@ class Topics:
     @property
     def event(self) -> str:
         return f"{self.base}/event"
+
+    @property
+    def history(self) -> str:
+        """Late and re-sent events (older than ``max_event_age_s`` or replayed from the spool)."""
+        return f"{self.base}/history"
 
     @property
     def stats(self) -> str:
