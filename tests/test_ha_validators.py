@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,7 @@ def test_the_validators_reject_what_home_assistant_would_reject(tmp_path: Path) 
     topics = Topics("door1")
     good = discovery_payload(topics, HaDeviceInfo(name="d"), cameras=["hall"], people={"alice": "Alice"},
                              snapshots=True)
-    breakers = [
+    breakers: list[Callable[[dict[str, Any]], object]] = [
         lambda p: p.pop("o"),
         lambda p: p["cmps"]["recognition"].pop("event_types"),
         lambda p: p["cmps"]["presence_alice"].update(device_class="not-a-class"),
@@ -182,7 +183,7 @@ def test_the_validators_reject_what_home_assistant_would_reject(tmp_path: Path) 
         lambda p: p["cmps"]["recognized_alice"].pop("subtype"),
         lambda p: p["cmps"]["snapshot_hall"].update(colour="red"),  # a key HA would silently ignore
     ]
-    broken = []
+    broken: list[dict[str, Any]] = []
     for breaker in breakers:
         payload = json.loads(json.dumps(good))
         breaker(payload)

@@ -197,7 +197,7 @@ def test_offline_removal_is_announced_on_the_next_start(
     first.publish_state(topics.last_recognized("yard"), last_recognized_payload("yard", None))
     assert first.wait_connected(10) and first.flush(5)
     first.stop(timeout=1.0)
-    assert json.loads(state.read_text())["components"]["presence_bob"]["state_topic"] == topics.presence("bob")
+    assert json.loads(state.read_text())["components"]["presence_bob"]["state_topics"] == [topics.presence("bob")]
 
     collector = mqtt_collector(mosquitto, [topics.ha_device_config])
     second = MqttPublisher(topics, MqttSettings(host="127.0.0.1", port=mosquitto.port, keepalive=5))
