@@ -150,12 +150,20 @@ TURNED_MIN_SCORE: Final = 0.7
 
 
 def _faces_at(detect: Callable[[ImageBGR], list[FaceDetection]],
-              align: Callable[[ImageBGR, FaceDetection], AlignedFace], image: ImageBGR, degrees: int) -> Found:
+              align: Callable[[ImageBGR, FaceDetection], AlignedFace], image: ImageBGR, degrees: int,
+              min_score: float = -1.0, must_beat: float = -1.0) -> Found:
+    """Faces found with ``image`` turned by ``degrees``; none unless one scores above ``must_beat``.
+
+    Alignment (landmarks and chip) is the expensive part, so an orientation whose best raw detection
+    cannot beat the best found so far is not aligned at all: the outcome is the same, as alignment only
+    ever removes candidates.
+    """
     turned = rotate_image(image, degrees)
+    candidates = [d for d in detect(turned) if d.score >= min_score and is_upright(d) is not False]
+    if max((d.score for d in candidates), default=-1.0) <= must_beat:
+        return []
     found: Found = []
-    for d in detect(turned):
-        if is_upright(d) is False:
-            continue
+    for d in candidates:
         try:
             face = align(turned, d)
         except UpsideDownFaceError:
@@ -187,7 +195,7 @@ def detect_any_orientation(detect: Callable[[ImageBGR], list[FaceDetection]],
     """
     best, best_degrees = _faces_at(detect, align, image, 0), 0
     for degrees in SEARCH_ORDER:
-        turned = [(d, f) for d, f in _faces_at(detect, align, image, degrees) if d.score >= TURNED_MIN_SCORE]
+        turned = _faces_at(detect, align, image, degrees, TURNED_MIN_SCORE, _best_score(best))
         if _best_score(turned) > _best_score(best):
             best, best_degrees = turned, degrees
     return best, best_degrees if best else 0
