@@ -327,7 +327,7 @@ class Service:
         sources = []
         for cam in cams:
             self.handoff.register(cam.id, capacity=cam.queue_size)
-            sources.append(with_rotation(build_source(cam.id, cam.source.model_dump()), cam.rotation))
+            sources.append(with_rotation(build_source(cam.id, cam.source), cam.rotation))
         if not sources:
             # every camera disabled (possibly remotely): idle, still answering commands, until one is enabled
             logger.warning("no camera is enabled; waiting for configuration")

@@ -86,7 +86,7 @@ def _check_cameras(config: Any, timeout: float, rows: list[list[str]]) -> None:
             rows.append(["OK", f"camera {cam.id}", "disabled"])
             continue
         try:
-            source = build_source(cam.id, cam.source.model_dump())
+            source = build_source(cam.id, cam.source)
             source.open()
             frame = source.read(timeout)
             source.close()

@@ -21,7 +21,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -167,8 +167,17 @@ class ReconnectConfig(_Section):
         return self
 
 
-class ReplaySource(_Section):
+class SourceOptions(_Section):
+    """Options of one camera source kind: its ``type`` key, the keyword arguments of its class."""
+
+    #: the frame source class, ``module:attribute`` (imported on first use)
+    implementation: ClassVar[str]
+
+
+class ReplaySource(SourceOptions):
     """Frames from a video file or a folder of images (tests, demos, benchmarks)."""
+
+    implementation: ClassVar[str] = "facegate.capture.replay:ReplaySource"
 
     type: Literal["replay"] = Field(default="replay", description="source kind", json_schema_extra=_CAMERA)
     path: ConfigPath = Field(
@@ -192,9 +201,11 @@ class ReplaySource(_Section):
         return value
 
 
-class OpencvSource(_Section):
+class OpencvSource(SourceOptions):
     """A camera opened with OpenCV: a V4L2/USB index or device path, an RTSP/HTTP URL or a GStreamer
     pipeline (e.g. Jetson CSI). Set at most one of device, path, url, pipeline; none means device 0."""
+
+    implementation: ClassVar[str] = "facegate.capture.opencv:OpenCvSource"
 
     type: Literal["opencv"] = Field(default="opencv", description="source kind", json_schema_extra=_CAMERA)
     device: int | None = Field(
@@ -273,9 +284,11 @@ class OpencvSource(_Section):
         return 0 if self.device is None else self.device
 
 
-class Picamera2Source(_Section):
+class Picamera2Source(SourceOptions):
     """A Raspberry Pi camera through picamera2/libcamera: inference on the small lores stream, the main
     stream kept for snapshots."""
+
+    implementation: ClassVar[str] = "facegate.capture.picamera:PicameraSource"
 
     type: Literal["picamera2"] = Field(default="picamera2", description="source kind", json_schema_extra=_CAMERA)
     camera_num: int = Field(default=0, ge=0, le=7, description="libcamera camera index", json_schema_extra=_CAMERA)
@@ -317,11 +330,13 @@ class Picamera2Source(_Section):
         return self
 
 
+#: The one list of YAML camera sources: each options model carries its key (``type``) and its
+#: ``implementation``; ``SOURCE_TYPES`` and the capture registry (``facegate.capture.registry``) are
+#: built from this union, so a new source is one options model added here.
 CameraSource = Annotated[ReplaySource | OpencvSource | Picamera2Source, Field(discriminator="type")]
-SOURCE_TYPES: dict[str, type[_Section]] = {
-    "replay": ReplaySource,
-    "opencv": OpencvSource,
-    "picamera2": Picamera2Source,
+SOURCE_OPTIONS: tuple[type[SourceOptions], ...] = typing.get_args(typing.get_args(CameraSource)[0])
+SOURCE_TYPES: dict[str, type[SourceOptions]] = {
+    typing.get_args(model.model_fields["type"].annotation)[0]: model for model in SOURCE_OPTIONS
 }
 
 
@@ -910,6 +925,7 @@ def runtime_settable_keys() -> tuple[RuntimeKey, ...]:
 
 __all__ = [
     "LIVE",
+    "SOURCE_OPTIONS",
     "SOURCE_TYPES",
     "AnalysisConfig",
     "CameraConfig",
@@ -931,6 +947,7 @@ __all__ = [
     "ReplaySource",
     "RuntimeKey",
     "SecurityConfig",
+    "SourceOptions",
     "SpoolConfig",
     "StatePaths",
     "StatsConfig",
