@@ -25,9 +25,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
+from facegate.events.freshness import decision_time
 from facegate.events.payloads import LastRecognizedPayload, PayloadLike, PresencePayload, iso_utc
 from facegate.events.topics import Topics
 
@@ -45,15 +45,6 @@ class StatePublisher(Protocol):
     ) -> None: ...
 
     def add_on_connect(self, hook: Callable[[], None]) -> None: ...
-
-
-def _wall(stamp: object, fallback: float) -> float:
-    if isinstance(stamp, str):
-        try:
-            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    return fallback
 
 
 @dataclass
@@ -131,7 +122,7 @@ class PresenceSink:
             return
         camera = payload.get("camera")
         self.sighting(person_id, camera if isinstance(camera, str) else None,
-                      wall=_wall(payload.get("time"), time.time()), event_id=payload.get("event_id"),
+                      wall=decision_time(payload, time.time()), event_id=payload.get("event_id"),
                       name=payload.get("name"))
 
     def sighting(
