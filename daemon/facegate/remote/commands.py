@@ -18,36 +18,33 @@ in a payload is ever opened (photos travel inline as base64).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import logging
 import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any
 
-import cv2
-import numpy as np
 from pydantic import ValidationError
 
-from facegate.config.loader import redacted_dump
-from facegate.config.models import FacegateConfig, GatesConfig, runtime_settable_keys
+from facegate.config.models import GatesConfig, runtime_settable_keys
 from facegate.config.runtime import PatchResult
-from facegate.config.secrets import redact
 from facegate.config.validation import ConfigValidationError
-from facegate.engine import FaceResult
-from facegate.errors import ConfigError, FacegateError, GalleryError, ImageError, NoFaceError
+from facegate.errors import ConfigError, FacegateError, GalleryError
 from facegate.events.payloads import iso_utc
 from facegate.events.topics import Topics
-from facegate.face_confirm import confirm_human_face
-from facegate.gallery.records import EnrollItem, EnrollReport
 from facegate.gallery.store import SqliteGallery
-from facegate.images import decode_base64, decode_bytes, sniff_format
 from facegate.remote.canonical import JsonRejected, parse_json_object
+from facegate.remote.enrolment import EnrollPolicy, PhotoEmbedder, enroll
 from facegate.remote.rate_limit import TokenBucket
+from facegate.remote.results import (
+    CommandResult,
+    ConfigApplier,
+    GalleryChange,
+    command_topic,
+    config_state_payload,
+    result_topic,
+)
 from facegate.remote.schemas import (
     COMMAND_KINDS,
     COMMAND_MODELS,
@@ -60,137 +57,25 @@ from facegate.remote.schemas import (
     ConfigGetOutcome,
     ConfigSetCommand,
     ConfigSetOutcome,
-    ConfigStatePayload,
-    EnrollOutcome,
     ErrorPayload,
     FieldErrorPayload,
     GalleryEnrollCommand,
     GalleryListCommand,
     GalleryRemoveCommand,
     GalleryRenameCommand,
-    ItemReport,
     ListOutcome,
     PersonPayload,
-    PhotoInput,
     RemoveOutcome,
     RenameOutcome,
     RuntimeKeyPayload,
     validation_fields,
 )
 from facegate.remote.signing import CommandVerifier
-from facegate.types import Embedding, ImageBGR
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 _REQUEST_ID_MAX = 64
-
-
-class ConfigApplier(Protocol):
-    """What the handler needs of the running configuration (:class:`~facegate.config.RuntimeConfig`)."""
-
-    @property
-    def config(self) -> FacegateConfig: ...
-
-    @property
-    def overrides(self) -> dict[str, Any]: ...
-
-    def apply(self, patch: Any) -> PatchResult: ...
-
-    def preview(self, patch: Any) -> PatchResult: ...
-
-
-class _Dimensioned(Protocol):
-    @property
-    def dim(self) -> int: ...
-
-
-class PhotoEmbedder(Protocol):
-    """Detection + alignment + embedding of a photo (:class:`~facegate.engine.FaceEngine`)."""
-
-    @property
-    def model_id(self) -> str: ...
-
-    @property
-    def embedder(self) -> _Dimensioned: ...
-
-    def represent(self, image: ImageBGR, *, enforce_detection: bool = True) -> list[FaceResult]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class GalleryChange:
-    """A person changed by an accepted command (for fleet publishing, Home Assistant entities, ...)."""
-
-    operation: Literal["enroll", "remove", "rename"]
-    person_id: str
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    """What :meth:`CommandHandler.handle` returns: the result payload and where to publish it."""
-
-    kind: CommandKind
-    topic: str
-    payload: CommandResultPayload
-
-    @property
-    def ok(self) -> bool:
-        return self.payload.ok
-
-    @property
-    def code(self) -> str | None:
-        """The error code, ``None`` for success."""
-        return None if self.payload.error is None else self.payload.error.code
-
-    @property
-    def request_id(self) -> str | None:
-        return self.payload.request_id
-
-    def to_json(self) -> bytes:
-        return self.payload.model_dump_json().encode("utf-8")
-
-
-def result_topic(topics: Topics, kind: CommandKind) -> str:
-    if kind.startswith("config/"):
-        return topics.config_result
-    return topics.gallery_result(kind.split("/", 1)[1])
-
-
-def command_topic(topics: Topics, kind: CommandKind) -> str:
-    if kind == "config/set":
-        return topics.config_set
-    if kind == "config/get":
-        return topics.config_get
-    return topics.gallery_command(kind.split("/", 1)[1])
-
-
-def config_state_payload(config: ConfigApplier, device_id: str, *, now: float | None = None) -> ConfigStatePayload:
-    """The retained ``config/state`` message: effective config and overlay, secrets redacted."""
-    return ConfigStatePayload(
-        device_id=device_id,
-        time=iso_utc(time.time() if now is None else now),
-        config=redacted_dump(config.config),
-        overrides=redact(config.overrides),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class EnrollPolicy:
-    """Screening of photos sent for enrolment; the quality gates come from the live config and the
-    pixel cap is the process's one (:func:`facegate.images.set_max_pixels`)."""
-
-    formats: tuple[str, ...] = ("jpeg", "png")
-
-
-class _Abort(Exception):
-    """Rolls back an enrolment transaction that stored nothing."""
-
-    def __init__(self, report: EnrollReport) -> None:
-        super().__init__("nothing stored")
-        self.report = report
-
-
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 #: how much of an unparsed command :meth:`CommandHandler.busy` searches for its request id
 _PEEK_BYTES = 4096
@@ -450,157 +335,11 @@ class CommandHandler:
     def _gates(self) -> GatesConfig:
         return self.config.config.gates if self.config is not None else GatesConfig()
 
-    def _photo(self, engine: PhotoEmbedder, index: int, photo: PhotoInput, store_image: bool
-               ) -> tuple[ItemReport, EnrollItem | None]:
-        label = photo.label
-
-        def report(outcome: Any, detail: str, **extra: Any) -> tuple[ItemReport, None]:
-            return ItemReport(index=index, label=label, outcome=outcome, detail=detail, **extra), None
-
-        try:
-            data = decode_base64(photo.image)
-        except ImageError:
-            return report("bad_image", "not valid base64")
-        fmt = sniff_format(data)
-        if fmt not in self.enroll_policy.formats:
-            return report("bad_image", "not a JPEG or PNG image")
-        try:  # the process's pixel cap (security.max_image_pixels), checked on the header first
-            image = decode_bytes(data, name=f"photo {index}")
-        except ImageError as err:
-            return report("bad_image", str(err)[:200])
-        try:
-            faces = engine.represent(image, enforce_detection=False)
-        except ImageError as err:
-            return report("bad_image", str(err)[:200])
-        except NoFaceError:
-            faces = []
-        if not faces:
-            return report("no_face", "no face found", faces=0)
-        if len(faces) > 1:
-            return report("several_faces", f"{len(faces)} faces found; send a photo of one person", faces=len(faces))
-        face = faces[0]
-        check = confirm_human_face(image, face.detection)  # BlazeFace alone accepts dog and cat faces
-        if not check.confirmed:
-            return report("no_face", check.detail, faces=1)
-        quality = face.aligned.quality
-        gates = self._gates()
-        problems = []
-        if quality.face_size < gates.min_face_px:
-            problems.append(f"face too small ({quality.face_size:.0f} px between the eyes < {gates.min_face_px:g})")
-        if quality.sharpness < gates.min_sharpness:
-            problems.append(f"too blurry (sharpness {quality.sharpness:.0f} < {gates.min_sharpness:g})")
-        if abs(quality.yaw) > gates.max_yaw:
-            problems.append(f"face turned away (yaw {quality.yaw:.2f} > {gates.max_yaw:g})")
-        if problems or face.embedding is None:
-            detail = "; ".join(problems) or "no embedding"
-            return report("low_quality", detail, faces=1, quality=round(quality.score, 3))
-        chip: bytes | None = None
-        if store_image:
-            ok, encoded = cv2.imencode(".jpg", face.aligned.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            chip = encoded.tobytes() if ok else None
-        item = EnrollItem(
-            embedding=face.embedding,
-            detector=face.detection.detector,
-            alignment=face.aligned.template,
-            quality=quality.score,
-            source_sha256=hashlib.sha256(data).hexdigest(),
-            label=label,
-            face_image=chip,
-        )
-        return ItemReport(index=index, label=label, outcome="ok", faces=1, quality=round(quality.score, 3)), item
-
-    @staticmethod
-    def _vector(value: list[float] | str) -> np.ndarray[Any, np.dtype[np.float32]]:
-        if isinstance(value, str):
-            raw = base64.b64decode(value, validate=True)
-            if len(raw) % 4:
-                raise ValueError("base64 vector length is not a multiple of 4 bytes")
-            return np.frombuffer(raw, dtype="<f4").astype(np.float32)
-        with np.errstate(over="ignore"):
-            return np.asarray(value, dtype=np.float64).astype(np.float32)
-
     def _gallery_enroll(self, command: GalleryEnrollCommand) -> CommandResultPayload:
         gallery = self._need_gallery()
-        # The model (and its dimension) of this device; embeddings alone need it too, so that a wrong
-        # vector length cannot become the first entry of an empty gallery.
         engine = self._get_embedder() if command.photos or self._embedder_factory is not None else None
-        expected_model = engine.model_id if engine is not None else gallery.model_id
-        expected_dim = engine.embedder.dim if engine is not None else None
-        photo_reports: dict[int, ItemReport] = {}
-        emb_reports: dict[int, ItemReport] = {}
-        items: list[EnrollItem] = []
-        origin: list[tuple[str, int]] = []  # per item: ("photo"|"embedding", index)
-        for i, photo in enumerate(command.photos):
-            if engine is None:  # pragma: no cover - loaded above whenever there are photos
-                raise CommandRejected("unavailable", "no face model")
-            try:
-                rep, item = self._photo(engine, i, photo, gallery.store_face_images)
-            except CommandRejected:
-                raise
-            except FacegateError as err:  # e.g. the daemon's frame loop did not run the embedding
-                raise CommandRejected("unavailable", f"photos cannot be processed now: {err}") from None
-            photo_reports[i] = rep
-            if item is not None:
-                items.append(item)
-                origin.append(("photo", i))
-        for j, emb in enumerate(command.embeddings):
-            if expected_model is not None and emb.model_id != expected_model:
-                emb_reports[j] = ItemReport(index=j, label=emb.label, outcome="model_mismatch",
-                                            detail=f"this device uses model {expected_model!r}")
-                continue
-            try:
-                vector = self._vector(emb.vector)
-            except (ValueError, binascii.Error):
-                emb_reports[j] = ItemReport(index=j, label=emb.label, outcome="invalid", detail="not valid base64")
-                continue
-            if expected_dim is not None and vector.shape[0] != expected_dim:
-                detail = f"{vector.shape[0]} values; model {expected_model} has {expected_dim}"
-                emb_reports[j] = ItemReport(index=j, label=emb.label, outcome="invalid", detail=detail)
-                continue
-            if not np.all(np.isfinite(vector)) or not np.any(vector):
-                emb_reports[j] = ItemReport(index=j, label=emb.label, outcome="invalid",
-                                            detail="vector contains NaN/infinity or is all zeros")
-                continue
-            emb_reports[j] = ItemReport(index=j, label=emb.label, outcome="ok")
-            items.append(EnrollItem(embedding=Embedding(vector, emb.model_id), detector="remote",
-                                    alignment="remote", label=emb.label))
-            origin.append(("embedding", j))
-
-        report: EnrollReport | None = None
-        if items:
-            try:
-                with gallery.transaction("remote enroll") as txn:
-                    report = txn.enroll(command.person_id, command.name, items, command.metadata, command.replace)
-                    if not report.stored:
-                        raise _Abort(report)
-            except _Abort as abort:
-                report = abort.report
-            except GalleryError as err:
-                raise CommandRejected("invalid", str(err)[:500]) from None
-            for rejected in report.rejected:
-                kind, idx = origin[rejected.index]
-                target = photo_reports if kind == "photo" else emb_reports
-                old = target[idx]
-                target[idx] = ItemReport(
-                    index=idx, label=old.label, outcome="outlier" if rejected.reason == "outlier" else "duplicate",
-                    detail=rejected.detail[:200], faces=old.faces, quality=old.quality,
-                    distance=None if rejected.distance is None or not math.isfinite(rejected.distance)
-                    else round(rejected.distance, 4),
-                )
-        stored = len(report.stored) if report is not None else 0
-        outcome = EnrollOutcome(
-            person_id=command.person_id,
-            name=command.name,
-            version=report.version if report is not None and stored else None,
-            created=bool(report is not None and stored and report.created),
-            stored=stored,
-            photos=[photo_reports[i] for i in sorted(photo_reports)],
-            embeddings=[emb_reports[j] for j in sorted(emb_reports)],
-        )
-        if report is None or not stored:
-            raise CommandRejected("nothing_enrolled", "no photo or embedding was acceptable; nothing changed",
-                                  result=outcome)
-        self._notify_gallery(GalleryChange("enroll", command.person_id, report.version))
+        outcome, version = enroll(command, gallery, engine, gates=self._gates(), policy=self.enroll_policy)
+        self._notify_gallery(GalleryChange("enroll", command.person_id, version))
         return self._ok("gallery/enroll", command.request_id, outcome)
 
 

@@ -61,7 +61,7 @@ class FrameLoopUnavailable(FacegateError):
 
 
 class FrameLoopEmbedder:
-    """:class:`~facegate.remote.commands.PhotoEmbedder` that runs ``represent`` on the frame loop."""
+    """:class:`~facegate.remote.enrolment.PhotoEmbedder` that runs ``represent`` on the frame loop."""
 
     def __init__(self, service: ServiceLike, timeout_s: float = EMBED_TIMEOUT_S) -> None:
         self._service = service

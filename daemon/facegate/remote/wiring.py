@@ -30,17 +30,12 @@ from facegate.events.mqtt import InboundMessage, MqttPublisher
 from facegate.events.topics import Topics
 from facegate.gallery.records import ApplyOutcome
 from facegate.gallery.store import SqliteGallery
-from facegate.remote.commands import (
-    CommandHandler,
-    ConfigApplier,
-    GalleryChange,
-    PhotoEmbedder,
-    command_topic,
-    config_state_payload,
-)
+from facegate.remote.commands import CommandHandler
+from facegate.remote.enrolment import PhotoEmbedder
 from facegate.remote.fleet import FleetSync
 from facegate.remote.rate_limit import TokenBucket
 from facegate.remote.replay_guard import ReplayGuard
+from facegate.remote.results import ConfigApplier, GalleryChange, command_topic, config_state_payload
 from facegate.remote.schemas import COMMAND_KINDS, CommandKind
 from facegate.remote.signing import CommandVerifier, EventSigner, SigningKey
 
