@@ -31,6 +31,7 @@ from facegate.facial_area import FacialArea
 from facegate.images import ImageInput, load_image
 from facegate.matcher import GallerySnapshot
 from facegate.matcher import distance as metric_distance
+from facegate.operating_point import OPEN_SET_MARGIN
 from facegate.results import DeepFaceDict
 from facegate.types import METRICS, Box, Embedding, FaceDetection, Metric
 
@@ -630,7 +631,7 @@ def find(
     anti_spoofing: bool = False,
     batched: bool = False,
     k: int = 5,
-    margin: float = 0.0,
+    margin: float = OPEN_SET_MARGIN,
     db_path: str | Path | None = None,
     num_threads: int = 1,
     return_type: FindReturn = "results",
@@ -640,7 +641,10 @@ def find(
     ``gallery`` (or DeepFace's ``db_path``) is a gallery database, or a folder with one sub-folder of
     photos per person which is enrolled transparently and re-synced on each call when files change
     (``refresh_database=False`` skips the re-sync). ``identity`` is ``None`` (unknown) when the best
-    person is beyond ``threshold`` or closer than ``margin`` to the second-best person.
+    person is beyond ``threshold`` or closer than ``margin`` to the second-best person. ``margin``
+    defaults to the daemon's ``recognition.margin`` (:data:`facegate.operating_point.OPEN_SET_MARGIN`,
+    the cross-validated secure point; DeepFace has no margin, pass ``margin=0.0`` for its behaviour).
+    Candidates and DeepFace's rows are listed whatever the margin.
 
     Result shapes: :class:`FindResult` per face (default); ``return_type="dataframe"`` DeepFace's
     DataFrame per face (:meth:`FindResult.to_pandas`, needs pandas); ``batched=True`` DeepFace's list of

@@ -7,6 +7,7 @@ from typing import Any
 
 from facegate.commands.common import add_enforce_arg, add_json_arg, add_model_args
 from facegate.commands.output import emit_json, emit_table, emit_text
+from facegate.operating_point import OPEN_SET_MARGIN
 
 
 def register(subparsers: Any) -> None:
@@ -14,8 +15,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("image")
     p.add_argument("--gallery", help="gallery database, or a folder with one sub-folder of photos per person")
     p.add_argument("-k", type=int, default=3, help="candidates to list per face")
-    p.add_argument("--margin", type=float, default=0.0,
-                   help="required distance gap between the best and second-best person")
+    p.add_argument("--margin", type=float, default=OPEN_SET_MARGIN,
+                   help="required distance gap between the best and second-best person "
+                        f"(default {OPEN_SET_MARGIN}, the daemon's recognition.margin)")
     add_model_args(p, metric=True)
     add_enforce_arg(p)
     add_json_arg(p)

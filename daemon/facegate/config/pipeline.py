@@ -20,6 +20,7 @@ from facegate.config.base import (
     _known_name,
     _Section,
 )
+from facegate.operating_point import OPEN_SET_MARGIN
 
 
 class DetectorConfig(_Section):
@@ -85,9 +86,8 @@ class RecognitionConfig(_Section):
         json_schema_extra=_LIVE,
     )
     margin: float = Field(
-        # the Dlib manifest's operating_point.open_set_margin (cross-validated: 1:N open-set false accept
-        # 2.3% -> 0% at 97% genuine accept on ../shared/data, see README Accuracy)
-        default=0.17,
+        # the library's find uses the same constant (facegate.operating_point, README Accuracy)
+        default=OPEN_SET_MARGIN,
         ge=0.0,
         le=2.0,
         description="the best person must beat the second best by this distance, else no name",
