@@ -131,9 +131,9 @@ def bench_photo(photos: Sequence[Path], *, rounds: int = 3,
                 with_reference: bool = True) -> tuple[list[PhotoRow], PhotoAgreement]:
     """Time ``represent(path)`` per mode, alternating photo by photo; compare the modes' results."""
     import facegate
-    from facegate.api import DEFAULT_DETECTOR, DEFAULT_MODEL, _engine
+    from facegate.library.options import DEFAULT_DETECTOR, DEFAULT_MODEL, engine_for
 
-    engine = _engine(DEFAULT_MODEL, DEFAULT_DETECTOR)
+    engine = engine_for(DEFAULT_MODEL, DEFAULT_DETECTOR)
     padded = _padded(engine)
     if padded is None:
         raise RuntimeError("the library engine has no edge-padded detector to compare")

@@ -41,15 +41,16 @@ def _progress_bar(done: int, total: int, label: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegate.api import _engine, default_gallery_path
+    from facegate.api import default_gallery_path
     from facegate.enrollment import IMAGE_SUFFIXES, enroll_photos, iter_photo_paths
     from facegate.gallery.records import slugify
+    from facegate.library.options import engine_for
 
     paths = iter_photo_paths(args.images)
     if not paths:
         raise ConfigError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(args.images)}")
     person_id = args.person_id or slugify(args.name)
-    engine = _engine(args.model_name, args.detector_backend)
+    engine = engine_for(args.model_name, args.detector_backend)
     gallery_path = Path(args.gallery) if args.gallery else default_gallery_path()
     gallery_path.parent.mkdir(parents=True, exist_ok=True)
     show_progress = sys.stderr.isatty() and len(paths) > 1 and not args.json
