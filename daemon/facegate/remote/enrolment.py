@@ -21,7 +21,8 @@ import numpy as np
 
 from facegate.config.models import GatesConfig
 from facegate.engine import FaceResult
-from facegate.errors import FacegateError, GalleryError, ImageError, NoFaceError
+from facegate.enrollment import choose_face
+from facegate.errors import ConfigError, FacegateError, GalleryError, ImageError, NoFaceError
 from facegate.face_confirm import confirm_human_face
 from facegate.gallery.records import EnrollItem, EnrollReport
 from facegate.gallery.store import SqliteGallery
@@ -99,12 +100,22 @@ def screen_photo(
         faces = []
     if not faces:
         return report("no_face", "no face found", faces=0)
-    if len(faces) > 1:
-        return report("several_faces", f"{len(faces)} faces found; send a photo of one person", faces=len(faces))
-    face = faces[0]
+    note = ""
+    if photo.face_index is not None:  # numbered as the library and `facegate detect --draw` number them
+        try:
+            choice = choose_face(faces, label or f"photo {index}", (image.shape[1], image.shape[0]),
+                                 photo.face_index)
+        except ConfigError as err:
+            return report("invalid", str(err)[:200], faces=len(faces))
+        face, note = choice.face, choice.note
+    elif len(faces) > 1:
+        return report("several_faces", f"{len(faces)} faces found; send a photo of one person or choose one "
+                      "with face_index (0 = largest, as `facegate detect --draw` numbers them)", faces=len(faces))
+    else:
+        face = faces[0]
     check = confirm_human_face(image, face.detection)  # BlazeFace alone accepts dog and cat faces
     if not check.confirmed:
-        return report("no_face", check.detail, faces=1)
+        return report("no_face", check.detail, faces=len(faces))
     quality = face.aligned.quality
     problems = []
     if quality.face_size < gates.min_face_px:
@@ -115,7 +126,7 @@ def screen_photo(
         problems.append(f"face turned away (yaw {quality.yaw:.2f} > {gates.max_yaw:g})")
     if problems or face.embedding is None:
         detail = "; ".join(problems) or "no embedding"
-        return report("low_quality", detail, faces=1, quality=round(quality.score, 3))
+        return report("low_quality", detail, faces=len(faces), quality=round(quality.score, 3))
     chip: bytes | None = None
     if store_image:
         ok, encoded = cv2.imencode(".jpg", face.aligned.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -129,7 +140,8 @@ def screen_photo(
         label=label,
         face_image=chip,
     )
-    return ItemReport(index=index, label=label, outcome="ok", faces=1, quality=round(quality.score, 3)), item
+    return ItemReport(index=index, label=label, outcome="ok", detail=note, faces=len(faces),
+                      quality=round(quality.score, 3)), item
 
 
 def decode_vector(value: list[float] | str) -> np.ndarray[Any, np.dtype[np.float32]]:

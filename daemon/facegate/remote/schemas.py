@@ -67,6 +67,8 @@ ItemOutcome = Literal[
 MAX_PHOTOS = 10
 MAX_EMBEDDINGS = 100
 MAX_LABEL_CHARS = 128
+#: largest face number a photo may name (detectors report far fewer faces per photo)
+MAX_FACE_INDEX = 99
 #: base64 text of a float32 vector of MAX_DIM values
 _MAX_VECTOR_B64 = (4 * MAX_DIM + 2) // 3 * 4
 
@@ -159,6 +161,11 @@ class PhotoInput(_Strict):
         description="base64 JPEG or PNG (a data:image/...;base64, prefix is allowed); never a path or URL",
     )
     label: str = Field(default="", max_length=MAX_LABEL_CHARS, description="name reported back (e.g. the file name)")
+    face_index: int | None = Field(
+        default=None, ge=0, le=MAX_FACE_INDEX,
+        description="which face of a photo with several (0 = largest; the numbers `facegate detect --draw` "
+                    "shows, as `facegate enroll --face N`); null = the photo must show exactly one face",
+    )
 
 
 class EmbeddingInput(_Strict):
@@ -179,9 +186,9 @@ def _name(value: str) -> str:
 class GalleryEnrollCommand(Command):
     """``<prefix>/<device_id>/gallery/enroll``: add photos and/or embeddings to a person (created if new).
 
-    Each photo must show exactly one face of sufficient quality. The accepted items are stored in one
-    transaction (all or nothing); rejected ones are reported per item. If none is acceptable the
-    command fails with ``nothing_enrolled`` and changes nothing.
+    Each photo must show exactly one face of sufficient quality, or name one with ``face_index``. The
+    accepted items are stored in one transaction (all or nothing); rejected ones are reported per item.
+    If none is acceptable the command fails with ``nothing_enrolled`` and changes nothing.
     """
 
     person_id: str = Field(pattern=PERSON_ID_PATTERN, description="gallery id: [a-z0-9][a-z0-9_-]{0,63}")
