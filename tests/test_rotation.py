@@ -4,6 +4,7 @@ upside-down chip. Real models, real photos (the rotated dev photos are made in m
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -15,10 +16,12 @@ import facegate
 from facegate.capture.replay import ReplaySource
 from facegate.capture.rotation import RotatedSource, with_rotation
 from facegate.config.models import FacegateConfig
-from facegate.engine import get_engine
+from facegate.engine import FaceEngine, FaceResult, get_engine
 from facegate.enrollment import enroll_photos
 from facegate.errors import NoFaceError
+from facegate.images import load_image
 from facegate.orientation import (
+    SCREEN_MARGIN,
     UpsideDownFaceError,
     detect_any_orientation,
     is_upright,
@@ -196,3 +199,77 @@ def test_daemon_recognizes_a_sideways_camera_with_rotation(samples_dir: Path, tm
     turned = events(270)
     assert [(e.type, e.person_id) for e in turned] == [("recognized", "barack_obama")]
     assert all(e.person_id in (None, "barack_obama") for e in events(0))
+
+
+def _search(engine: FaceEngine, image: ImageBGR, *, full: bool) -> list[FaceResult]:
+    saved = engine.full_orientation_search
+    engine.full_orientation_search = full
+    try:
+        return engine.represent(image, enforce_detection=False)
+    finally:
+        engine.full_orientation_search = saved
+
+
+def test_screened_search_finds_what_the_full_search_finds(shared_data: Path) -> None:
+    """Every identity photo upright and turned (by 90, 180 or 270 in turn): the screened search (turned
+    readings screened on the detection copy) returns the same faces, chips and embeddings, bit for bit,
+    as reading all four orientations in full."""
+    engine = get_engine("mediapipe", "Dlib")
+    photos = sorted((shared_data / "identities").rglob("*.jpg"))
+    assert len(photos) >= 100
+    for i, path in enumerate(photos):
+        image = load_image(path)
+        for degrees in (0, ROTATIONS[i % len(ROTATIONS)]):
+            turned = rotate_image(image, degrees)
+            full, screened = _search(engine, turned, full=True), _search(engine, turned, full=False)
+            label = f"{path.parent.name}/{path.name} turned {degrees}"
+            assert len(full) == len(screened), label
+            for a, b in zip(full, screened, strict=True):
+                assert a.detection.box == b.detection.box and a.detection.score == b.detection.score, label
+                assert np.array_equal(a.aligned.image, b.aligned.image), label
+                assert a.embedding is not None and b.embedding is not None
+                assert np.array_equal(a.embedding.vector, b.embedding.vector), label
+
+
+class _Counted:
+    """The engine's real detector, counting the full readings the search asks for."""
+
+    def __init__(self, engine: FaceEngine) -> None:
+        self.engine, self.calls = engine, 0
+
+    def __call__(self, image: ImageBGR) -> list[FaceDetection]:
+        self.calls += 1
+        return self.engine.detect(image)
+
+
+def test_screen_decides_which_turned_readings_are_read_in_full(samples_dir: Path) -> None:
+    engine = get_engine("mediapipe", "Dlib")
+    photo = read_bgr(samples_dir / "obama2.jpg")
+
+    def screen_of(image: ImageBGR) -> Callable[[int], float]:
+        def screen(degrees: int) -> float:  # the full reading's own score: a screen without error
+            return max((d.score for d in engine.detect(rotate_image(image, degrees))), default=-1.0)
+        return screen
+
+    # upright: no turned reading comes near the upright face (0.84; turned 0.65 at most), none is read in full
+    upright = read_bgr(samples_dir / "obama3.jpg")
+    counted = _Counted(engine)
+    found, at = detect_any_orientation(counted, engine.align, upright, screen=screen_of(upright))
+    assert at == 0 and len(found) == 1 and counted.calls == 1
+    # turned: the right orientation is read in full and wins, with the same face as the unscreened search
+    turned = rotate_image(photo, 90)
+    counted = _Counted(engine)
+    found, at = detect_any_orientation(counted, engine.align, turned, screen=screen_of(turned))
+    unscreened, at_full = detect_any_orientation(engine.detect, engine.align, turned)
+    assert at == at_full == 270 and 2 <= counted.calls < 4
+    assert [d.box for d, _ in found] == [d.box for d, _ in unscreened]
+    # a screen that sees nothing anywhere leaves only the upright reading, whose face is not upright here
+    counted = _Counted(engine)
+    found, at = detect_any_orientation(counted, engine.align, turned, screen=lambda degrees: -1.0)
+    assert counted.calls == 1 and at == 0
+    assert max((d.score for d, _ in found), default=-1.0) < max(d.score for d, _ in unscreened)
+    # a screen short of the full reading's score by anything under the margin gives the same outcome
+    exact = screen_of(turned)
+    found, at = detect_any_orientation(engine.detect, engine.align, turned,
+                                       screen=lambda degrees: exact(degrees) - SCREEN_MARGIN + 1e-4)
+    assert at == 270 and [d.box for d, _ in found] == [d.box for d, _ in unscreened]

