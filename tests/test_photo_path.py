@@ -1,4 +1,4 @@
-"""The photo path: the edge-padded second detector pass runs only where it can add a face."""
+"""The photo path: the edge-padded second detector pass runs only where it can add a face; the bench's modes."""
 
 from __future__ import annotations
 
@@ -58,13 +58,18 @@ def test_touches_border_uses_the_margin(samples_dir: Path,
 def test_photo_bench_compares_the_modes_on_real_files(samples_dir: Path) -> None:
     photos = photos_in(samples_dir, min_pixels=100_000)
     assert [p.name for p in photos] == ["biden.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg"]
-    rows, agreement = bench_photo(photos[:2], rounds=1, with_reference=False)
+    rows, agreements = bench_photo(photos[:2], rounds=1, with_reference=False)
     by_mode = {r.mode: r for r in rows}
-    assert set(by_mode) == {"always-pad", "skip-pad"}
-    # one padded pass per detector call with the pass always on (stills are read in several orientations);
-    # skipping it where no face touches the border leaves fewer
-    always, skipped = by_mode["always-pad"].padded_passes, by_mode["skip-pad"].padded_passes
-    assert isinstance(always, int) and isinstance(skipped, int)
-    assert always >= 2
-    assert skipped < always
-    assert agreement.same_face_count == 2 and agreement.min_cosine == pytest.approx(1.0, abs=1e-6)
+    assert set(by_mode) == {"always-pad", "four-pass", "screened"}
+    # one padded pass per detector call with the pass always on (every orientation read in full);
+    # skipping it where no face touches the border leaves fewer, screening the turned readings fewer still
+    always, skipped, screened = (by_mode[m].padded_passes for m in ("always-pad", "four-pass", "screened"))
+    assert isinstance(always, int) and isinstance(skipped, int) and isinstance(screened, int)
+    assert always >= 8
+    assert screened <= skipped < always
+    assert by_mode["screened"].vs_default == 1.0
+    by_pair = {a.modes: a for a in agreements}
+    assert set(by_pair) == {"always-pad vs screened", "four-pass vs screened"}
+    for agreement in agreements:
+        assert agreement.same_face_count == 2 and agreement.min_cosine == pytest.approx(1.0, abs=1e-6)
+    assert by_pair["four-pass vs screened"].identical_embeddings == 2

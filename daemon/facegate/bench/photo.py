@@ -3,9 +3,14 @@
 Modes, alternated photo by photo in one run so machine load hits them alike:
 
 ``always-pad``
-    the library as it was: the edge-padded second detector pass on every photo;
-``skip-pad``
-    the default now: the padded pass only when a face touches the border or none was found;
+    the library as it first was: the edge-padded second detector pass on every detector run, and every
+    orientation of the photo read in full;
+``four-pass``
+    the padded pass only when a face touches the border or none was found, every orientation read in
+    full (the photo turned by 90, 270 and 180 degrees, downscaled again and detected on);
+``screened``
+    the default now: the turned orientations screened on the detection copy the upright reading made,
+    read in full only when their score comes near the best face (:mod:`facegate.orientation`);
 ``face_recognition``
     ``face_recognition.face_encodings(load_image_file(path))`` (HOG, one upsampling, 5 points, dlib
     ResNet), or the same calls made on dlib directly when only dlib and the model files are installed.
@@ -48,15 +53,21 @@ class PhotoRow:
     mean_ms: float
     median_ms: float
     padded_passes: int | str
-    vs_skip_pad: float  # this mode's total time / skip-pad's total time
+    vs_default: float  # this mode's total time / the default (screened) mode's total time
+
+
+#: the library's default mode, which the other modes are compared with
+DEFAULT_MODE = "screened"
 
 
 @dataclass(frozen=True, slots=True)
 class PhotoAgreement:
-    """Old vs new mode on the same photos: faces found and embeddings."""
+    """An earlier mode vs the default on the same photos: faces found and embeddings."""
 
+    modes: str
     photos: int
     same_face_count: int
+    identical_embeddings: int  # photos whose every embedding is bit for bit the default's
     min_cosine: float
     median_cosine: float
 
@@ -128,8 +139,9 @@ def _padded(engine: Any) -> EdgePaddedDetector | None:
 
 
 def bench_photo(photos: Sequence[Path], *, rounds: int = 3,
-                with_reference: bool = True) -> tuple[list[PhotoRow], PhotoAgreement]:
-    """Time ``represent(path)`` per mode, alternating photo by photo; compare the modes' results."""
+                with_reference: bool = True) -> tuple[list[PhotoRow], list[PhotoAgreement]]:
+    """Time ``represent(path)`` per mode, alternating photo by photo; compare each earlier mode's results
+    with the default's."""
     import facegate
     from facegate.library.options import DEFAULT_DETECTOR, DEFAULT_MODEL, engine_for
 
@@ -137,15 +149,18 @@ def bench_photo(photos: Sequence[Path], *, rounds: int = 3,
     padded = _padded(engine)
     if padded is None:
         raise RuntimeError("the library engine has no edge-padded detector to compare")
-    saved = padded.always
+    saved = padded.always, engine.full_orientation_search
 
-    def represent(always: bool) -> Callable[[Path], Any]:
+    def represent(always: bool, full_search: bool) -> Callable[[Path], Any]:
         def run(path: Path) -> Any:
-            padded.always = always
+            padded.always, engine.full_orientation_search = always, full_search
             return facegate.represent(path, enforce_detection=False)
         return run
 
-    modes: dict[str, Callable[[Path], Any]] = {"always-pad": represent(True), "skip-pad": represent(False)}
+    modes: dict[str, Callable[[Path], Any]] = {"always-pad": represent(True, True),
+                                               "four-pass": represent(False, True),
+                                               DEFAULT_MODE: represent(False, False)}
+    own = tuple(modes)
     reference = face_recognition_encoder() if with_reference else None
     if reference is not None:
         modes[reference[0]] = reference[1]
@@ -162,30 +177,34 @@ def bench_photo(photos: Sequence[Path], *, rounds: int = 3,
                     fn(path)
                     times[mode].append((time.perf_counter() - t0) * 1000.0)
                     passes[mode] += padded.padded_passes - before
-        agreement = _agreement(photos, modes["always-pad"], modes["skip-pad"])
+        agreements = [_agreement(f"{m} vs {DEFAULT_MODE}", photos, modes[m], modes[DEFAULT_MODE])
+                      for m in own if m != DEFAULT_MODE]
     finally:
-        padded.always = saved
-    base = sum(times["skip-pad"])
+        padded.always, engine.full_orientation_search = saved
+    base = sum(times[DEFAULT_MODE])
     rows = [PhotoRow(mode=m, photos=len(photos), mean_ms=round(statistics.fmean(t), 1),
                      median_ms=round(statistics.median(t), 1),
-                     padded_passes=passes[m] if m in ("always-pad", "skip-pad") else "-",
-                     vs_skip_pad=round(sum(t) / base, 2))
+                     padded_passes=passes[m] if m in own else "-",
+                     vs_default=round(sum(t) / base, 2))
             for m, t in times.items()]
-    return rows, agreement
+    return rows, agreements
 
 
-def _agreement(photos: Sequence[Path], old: Callable[[Path], Any], new: Callable[[Path], Any]) -> PhotoAgreement:
-    same = 0
+def _agreement(modes: str, photos: Sequence[Path], old: Callable[[Path], Any],
+               new: Callable[[Path], Any]) -> PhotoAgreement:
+    same = identical = 0
     cosines: list[float] = []
     for path in photos:
         a, b = old(path), new(path)
         same += len(a) == len(b)
+        identical += len(a) == len(b) and all(x.embedding == y.embedding for x, y in zip(a, b, strict=True))
         for x, y in zip(a, b, strict=False):
             u, v = np.asarray(x.embedding), np.asarray(y.embedding)
             cosines.append(float(u @ v / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-12)))
-    return PhotoAgreement(photos=len(photos), same_face_count=same,
+    return PhotoAgreement(modes=modes, photos=len(photos), same_face_count=same, identical_embeddings=identical,
                           min_cosine=round(min(cosines, default=1.0), 6),
                           median_cosine=round(statistics.median(cosines) if cosines else 1.0, 6))
 
 
-__all__ = ["PhotoAgreement", "PhotoRow", "bench_photo", "default_photos", "face_recognition_encoder", "photos_in"]
+__all__ = ["DEFAULT_MODE", "PhotoAgreement", "PhotoRow", "bench_photo", "default_photos", "face_recognition_encoder",
+           "photos_in"]
