@@ -52,7 +52,7 @@ from typing import Any, Protocol
 
 from facegate import __version__
 from facegate.errors import ConfigError
-from facegate.events.mqtt import InboundMessage, MessageHandler
+from facegate.events.mqtt_settings import InboundMessage, MessageHandler
 from facegate.events.payloads import STATUS_OFFLINE, STATUS_ONLINE, PayloadLike
 from facegate.events.topics import Topics, validate_id
 

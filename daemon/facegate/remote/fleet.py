@@ -41,7 +41,7 @@ from typing import Literal, Protocol
 from pydantic import ValidationError
 
 from facegate.errors import ConfigError, GalleryError
-from facegate.events.mqtt import ConnectHook, InboundMessage, MessageHandler
+from facegate.events.mqtt_settings import ConnectHook, InboundMessage, MessageHandler
 from facegate.events.topics import Topics
 from facegate.gallery.records import ApplyOutcome, PersonRecord, validate_person_id
 from facegate.gallery.store import SqliteGallery
