@@ -19,17 +19,26 @@ from facegate.errors import ModelNotInstalledError
 from facegate.footprint import disk_usage, measure, normalise
 from facegate.inference.manifest import ModelZoo, bundled_models_dir
 from facegate.inference.reference_models import REFERENCE_MODELS
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SAMPLES_DIR
+from tests.fixtures.images import read_bgr
 
 #: facegate's unpacked share of the wheel today is 25.8 MB (the goal of issue 12 is 20 MB installed); this
 #: bound catches a model or data file slipping back into the wheel
 WHEEL_UNPACKED_LIMIT = 27_000_000
 
 
-def test_pyproject_excludes_exactly_the_reference_models() -> None:
+def _opencv_files() -> set[str]:
+    """Model files of the checkout that are OpenCV's own ``cv2/data`` files (the wheel leaves them out)."""
+    zoo = ModelZoo((REPO_ROOT / "models",))
+    return {m.file for m in zoo.all() if m.source.path.startswith("cv2/data/")}
+
+
+def test_pyproject_excludes_exactly_the_reference_models_and_opencvs_files() -> None:
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     excluded = set(re.findall(r'"models/([A-Za-z0-9_]+)\.\*"', pyproject))
     assert excluded == {ref.name for ref in REFERENCE_MODELS}
+    assert set(re.findall(r'"models/([A-Za-z0-9_]+\.xml)"', pyproject)) == _opencv_files()
+    assert _opencv_files() == {"haar_frontalface_default.xml", "haar_eye.xml"}
     for ref in REFERENCE_MODELS:  # the checkout keeps them for the tests and the converters
         assert (REPO_ROOT / "models" / f"{ref.name}.yaml").is_file()
         assert (REPO_ROOT / "models" / f"{ref.name}.tflite").is_file()
@@ -46,7 +55,7 @@ def test_wheel_leaves_out_the_reference_variants_and_keeps_every_other_model(tmp
     shipped = {Path(m.filename).name for m in members if m.filename.startswith("facegate/models/")}
     reference = {f"{ref.name}.{ext}" for ref in REFERENCE_MODELS for ext in ("yaml", "tflite")}
     in_repo = {p.name for p in (REPO_ROOT / "models").iterdir() if p.is_file()}
-    assert shipped == in_repo - reference
+    assert shipped == in_repo - reference - _opencv_files()
     unpacked = sum(m.file_size for m in members if m.filename.startswith("facegate/"))
     assert unpacked <= WHEEL_UNPACKED_LIMIT, f"facegate unpacks to {unpacked / 1e6:.1f} MB"
 
@@ -55,9 +64,38 @@ def _zoo_without_references(tmp_path: Path) -> ModelZoo:
     """A models directory as the wheel installs it: the bundled one minus the reference variants."""
     reference = {ref.name for ref in REFERENCE_MODELS}
     for path in bundled_models_dir().iterdir():
-        if path.is_file() and path.name.split(".")[0] not in reference:
+        if path.is_file() and path.name.split(".")[0] not in reference and path.name not in _opencv_files():
             (tmp_path / path.name).symlink_to(path)
     return ModelZoo((tmp_path,))
+
+
+def test_without_its_own_cascades_the_opencv_detector_uses_opencvs_identical_copy(tmp_path: Path) -> None:
+    from facegate.detectors.haar import build
+    from facegate.inference.manifest import locate_file, opencv_data_dirs, verify_file
+
+    if not any((d / "haarcascade_frontalface_default.xml").is_file() for d in opencv_data_dirs()):
+        pytest.skip("this OpenCV has no Haar cascade files (neither cv2.data nor opencv-data)")
+    zoo = _zoo_without_references(tmp_path)
+    face = zoo.family("detector", "opencv")
+    assert not face.model_path.exists()
+    path = verify_file(face)  # size and sha256 of OpenCV's file are the manifest's
+    assert path.name == "haarcascade_frontalface_default.xml" and path.parent in opencv_data_dirs()
+    assert locate_file(zoo.get("haar_eye")).name == "haarcascade_eye.xml"
+    found = build(zoo=zoo).detect(read_bgr(SAMPLES_DIR / "obama.jpg"))
+    assert len(found) == 1
+
+
+def test_a_cascade_whose_opencv_copy_differs_is_not_used_and_the_error_says_what_to_do(tmp_path: Path) -> None:
+    from facegate.inference.manifest import load_manifest, verify_file
+
+    text = (bundled_models_dir() / "haar_eye.yaml").read_text()
+    sha = load_manifest(bundled_models_dir() / "haar_eye.yaml").sha256
+    (tmp_path / "haar_eye.yaml").write_text(text.replace(sha, "ab" * 32))
+    altered = load_manifest(tmp_path / "haar_eye.yaml")
+    with pytest.raises(ModelNotInstalledError, match=r"haar_eye\.xml of manifest haar_eye is missing; OpenCV's "
+                       r"haarcascade_eye\.xml with the same sha256 is not in .*apt install opencv-data.*"
+                       r"facegate models build --only haar"):
+        verify_file(altered)
 
 
 def test_a_missing_reference_variant_says_how_to_build_it(tmp_path: Path) -> None:
@@ -69,8 +107,14 @@ def test_a_missing_reference_variant_says_how_to_build_it(tmp_path: Path) -> Non
         EMBEDDERS.get("Dlib")(variant="fp32", zoo=zoo)
     assert EMBEDDERS.get("Dlib")(zoo=zoo).name == "Dlib"  # the default int8 variant is there
     rows = {row[1]: row[2] for row in variant_rows(zoo)}
-    assert rows["variants embedder Dlib"].startswith("installed: int8 (default); fp32 not installed: dlib_resnet_fp32")
-    assert rows["variants detector mediapipe"] == "installed: fp16 (default), int8"
+    assert rows["variants embedder Dlib"].startswith(
+        "installed: int8 (default); fp32 not installed, buildable: dlib_resnet_fp32")
+    assert rows["variants detector mediapipe"].startswith(
+        "installed: fp16 (default); int8 not installed, buildable: blazeface_short_int8 (0.18 MB)")
+    assert "facegate models build --only blazeface" in rows["variants detector mediapipe"]
+    assert "facegate models build --only mmod" in rows["variants detector dlib"]
+    with pytest.raises(ModelNotInstalledError, match=r"facegate models build --only blazeface"):
+        zoo.family("detector", "mediapipe_full", "int8")
 
 
 def test_a_checkout_lists_the_reference_variants_as_installed() -> None:

@@ -58,7 +58,7 @@ def variant_rows(zoo: Any) -> list[list[str]]:
         detail = "installed: " + ", ".join(m.variant + (" (default)" if m.default else "") for m in manifests)
         for ref in REFERENCE_MODELS:
             if ref.kind == kind and ref.family.casefold() == family.casefold() and ref.variant not in variants:
-                detail += f"; {ref.variant} not installed: {how_to_get(ref)}"
+                detail += f"; {ref.variant} not installed, buildable: {how_to_get(ref)}"
         rows.append(["OK", f"variants {kind} {family}", detail])
     return rows
 

@@ -151,11 +151,23 @@ def check_manifest(path: Path) -> CheckResult:
         manifest = load_manifest(path)
         model = verify_file(manifest)
         detail = f"{manifest.format}, {manifest.size_bytes} bytes, sha256 ok"
+        if model != manifest.model_path:
+            detail += f", OpenCV's copy at {model}"
         if manifest.format == "tflite":
             detail += _check_tflite(model, manifest)
     except FacegateError as err:
         return CheckResult(path, path.stem, False, str(err), _named_file(path))
     return CheckResult(path, manifest.name, True, detail, manifest.file)
+
+
+def _where(manifest: Any) -> Path | str:
+    """The model file a manifest resolves to, or its expected path marked missing."""
+    from facegate.inference.manifest import locate_file
+
+    try:
+        return locate_file(manifest)
+    except FacegateError:
+        return f"{manifest.model_path} (missing)"
 
 
 def _named_file(path: Path) -> str | None:
@@ -235,7 +247,7 @@ def run_list(args: argparse.Namespace) -> int:
             "size_bytes": m.size_bytes,
             "model_id": m.model_id,
             "licence": m.licence,
-            "path": str(m.model_path),
+            "path": str(_where(m)),
         }
         for m in manifests
     ]

@@ -5,8 +5,11 @@ eyes as DeepFace does (the two largest eye boxes, ordered by x). When it does no
 eyes, they are estimated from the box geometry with fractions fitted by the converter (see
 :mod:`facegate.detectors.box_eyes`). Frontal cascades see upright, roughly frontal faces only.
 
-The cascades are loaded from the model directory (``models/haar_*.xml`` with manifests), never from
-``cv2.data``: OpenCV 5 ships neither the files nor ``CascadeClassifier``. Every parameter
+Each cascade has a manifest (``models/haar_*.yaml``: source, licence, sha256); the file is the one next
+to it (a source checkout, or ``facegate models build --only haar``), else the installed OpenCV's copy of
+the same bytes (``cv2.data`` of the wheel, Debian's ``opencv-data``), which is why the wheel leaves the
+XML out (:func:`facegate.inference.manifest.locate_file`). OpenCV 5 has neither the files nor
+``CascadeClassifier``. Every parameter
 (``detectMultiScale`` scale factor, neighbours, minimum size, the eye search region, the fallback
 fractions) comes from the manifest's ``decoder`` block, validated by :class:`HaarDecoder`.
 """

@@ -165,11 +165,76 @@ def load_manifest(path: Path) -> ModelManifest:
     return manifest
 
 
+#: distributions whose ``cv2/data`` files an installed OpenCV may already hold (the Haar cascades)
+_OPENCV_PACKAGES = frozenset({"opencv-python-headless", "opencv-python", "opencv-contrib-python",
+                              "opencv-contrib-python-headless"})
+#: Debian's opencv-data (not a dependency of python3-opencv, which has no cv2.data) and older layouts
+_SYSTEM_OPENCV_DATA = (Path("/usr/share/opencv4/haarcascades"), Path("/usr/share/opencv/haarcascades"))
+
+
+def opencv_data_dirs() -> list[Path]:
+    """Directories where the installed OpenCV keeps its Haar cascades: the wheel's ``cv2.data``, then
+    the system's (Debian's ``opencv-data`` package)."""
+    dirs = []
+    try:
+        import cv2
+
+        wheel_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    except ImportError:
+        wheel_dir = None
+    if wheel_dir:
+        dirs.append(Path(wheel_dir))
+    return dirs + [d for d in _SYSTEM_OPENCV_DATA if d not in dirs]
+
+
+def _matches(manifest: ModelManifest, path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == manifest.size_bytes and sha256_file(path) == manifest.sha256
+
+
+def _build_hint(manifest: ModelManifest) -> str:
+    if manifest.converter is None or not manifest.converter.tool.startswith("facegate.convert."):
+        return ""
+    name = manifest.converter.tool.split()[0].rsplit(".", 1)[-1]
+    return f"; `pip install 'facegate[convert]'` then `facegate models build --only {name}` writes it"
+
+
+def _opencv_copy(manifest: ModelManifest) -> Path | None:
+    """OpenCV's own copy of a file the manifest took from OpenCV's ``cv2/data``, if it has the same bytes.
+
+    The wheel leaves these files out: the OpenCV that facegate needs anyway carries them, and the size
+    and sha256 check below makes the manifest describe the very bytes that are loaded.
+    """
+    if manifest.source.package not in _OPENCV_PACKAGES or not manifest.source.path.startswith("cv2/data/"):
+        return None
+    name = Path(manifest.source.path).name
+    for directory in opencv_data_dirs():
+        if _matches(manifest, directory / name):
+            return directory / name
+        if (directory / name).is_file():
+            logger.warning("%s differs from the %s that manifest %s describes; not used",
+                           directory / name, name, manifest.name)
+    return None
+
+
+def locate_file(manifest: ModelManifest) -> Path:
+    """The manifest's model file: next to the manifest, else (cascades) the installed OpenCV's copy."""
+    path = manifest.model_path
+    if path.is_file():
+        return path
+    shared = _opencv_copy(manifest)
+    if shared is not None:
+        return shared
+    where = ""
+    if manifest.source.package in _OPENCV_PACKAGES:
+        where = (f"; OpenCV's {Path(manifest.source.path).name} with the same sha256 is not in "
+                 + ", ".join(str(d) for d in opencv_data_dirs()) + " either (on Debian: apt install opencv-data)")
+    raise ModelNotInstalledError(f"model file {path} of manifest {manifest.name} is missing{where}"
+                                 f"{_build_hint(manifest)}")
+
+
 def verify_file(manifest: ModelManifest) -> Path:
     """Check the model file's size and sha256 against the manifest; return its path."""
-    path = manifest.model_path
-    if not path.is_file():
-        raise ModelNotInstalledError(f"model file {path} of manifest {manifest.name} is missing")
+    path = locate_file(manifest)
     size = path.stat().st_size
     if size != manifest.size_bytes:
         raise ModelError(
@@ -279,6 +344,8 @@ __all__ = [
     "bundled_models_dir",
     "default_zoo",
     "load_manifest",
+    "locate_file",
+    "opencv_data_dirs",
     "sha256_file",
     "user_models_dir",
     "verify_file",
