@@ -5,8 +5,8 @@ on DeepFace's own weights and preprocessing; another export of "ArcFace" (other 
 training) can sit on a different distance scale, so its defaults are a starting point, not a
 calibration. This module embeds every photo of ``DIR/<person>/*`` with the imported model and fits
 thresholds, confidence slopes and the 1:N margin exactly as the shipped Dlib model's were fitted
-(:func:`facegate.evaluation.calibrate.calibrate_vectors`: per metric the largest threshold with
-FAR <= 1e-3 on all impostor pairs, never looser than the balanced one). ``--write`` stores them in the
+(:func:`facegate.evaluation.calibrate.calibrate_vectors`: per metric the highest TAR with FAR <= 1e-3
+on all impostor pairs, in the middle of the interval of thresholds giving it). ``--write`` stores them in the
 imported model's own manifest (atomically; the bundled models are calibrated by the converter instead).
 """
 

@@ -44,7 +44,7 @@ def calibration_fields(model_id: str | None, path: Path = CALIBRATION_FILE) -> d
     metrics = entry["metrics"]
     euclid = metrics.get("euclidean", {})
     point: dict[str, Any] = {
-        "rule": "secure: largest threshold with FAR <= target_far on impostor pairs, never looser than balanced",
+        "rule": "secure: highest TAR with FAR <= target_far on impostor pairs, middle of the interval giving it",
         "target_far": euclid.get("target_far"),
         "balanced_thresholds": {m: float(v["balanced_threshold"]) for m, v in sorted(metrics.items())
                                 if "balanced_threshold" in v},

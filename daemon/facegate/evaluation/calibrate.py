@@ -5,9 +5,10 @@ cross-validated ones of :mod:`facegate.evaluation.crossval`, never the fit below
 
 1. Embed every photo of ``DATA/<person>/*`` once with the default chain
    (:mod:`facegate.evaluation.chains`); every pair of photos is labelled genuine or impostor.
-2. Per metric, the *secure* threshold (the shipped default) is the largest one whose false-accept rate
-   on all impostor pairs is <= the target FAR (default 1e-3), never looser than the *balanced* one (the
-   threshold maximising (TAR + TNR) / 2), which is kept as the documented alternative.
+2. Per metric, the *secure* threshold (the shipped default) gives the highest TAR whose false-accept
+   rate on all impostor pairs is <= the target FAR (default 1e-3), in the middle of the interval of
+   thresholds that give it (:func:`facegate.evaluation.crossval.secure_point`); the *balanced* one (the
+   threshold maximising (TAR + TNR) / 2) is kept as the documented alternative.
 3. The confidence slope ``a`` of ``P(same | d) = sigmoid(a * (threshold - d))`` is fitted by maximum
    likelihood with genuine and impostor pairs weighted equally, so ``confidence = 100 * P`` is 50 at the
    secure threshold; the API keeps it in DeepFace's bands (51..100 only when verified).
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         data[get_engine().model_id] = {
             "method": (f"facegate.evaluation.calibrate on {len(kept)} photos of {len(people)} people "
                        f"({root.name}), all pairs: secure threshold = FAR <= {args.target_far:g} on impostor "
-                       "pairs (never looser than the balanced one), slope by class-balanced maximum likelihood; "
+                       "pairs (highest TAR there, middle of its interval), slope by class-balanced maximum "
+                       "likelihood; "
                        f"cv_* = identity-disjoint {args.folds}-fold cross-validation"),
             "detector": "mediapipe",
             **entry,

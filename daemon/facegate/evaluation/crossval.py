@@ -7,10 +7,13 @@ Protocol (``facegate evaluate --cv K DATA``, ``DATA/identities/<person>/*.jpg``)
 * Pairs: every pair of photos (same person = genuine, different people = impostor). For fold ``k``
   the thresholds are fitted on the pairs whose two people are both outside ``k`` and scored on the
   pairs whose two people are both inside ``k``; pairs across the split are used by neither.
-* Operating points fitted on the training folds: *secure*, the largest threshold whose false-accept
-  rate on training impostor pairs is <= ``target_far``, never looser than the balanced one;
-  *balanced*, the one maximising balanced accuracy (mean of TAR and TNR). Also scored: the chain's
-  *fixed* threshold (the manifest's; dlib's 0.6 for the reference).
+* Operating points fitted on the training folds: *secure* (:func:`secure_point`), the highest TAR
+  whose false-accept rate on training impostor pairs is <= ``target_far``, placed in the middle of the
+  interval of thresholds that give it (between the largest genuine distance accepted and the first
+  impostor distance beyond the FAR budget, not at its lower edge, which would sit on the training
+  folds' largest genuine distance and reject the next person's slightly larger one); *balanced*, the
+  one maximising balanced accuracy (mean of TAR and TNR). Also scored: the chain's *fixed* threshold
+  (the manifest's; dlib's 0.6 for the reference).
 * 1:N open set: everybody is enrolled with their first ``n`` photos (``n`` = 1 or 3, never all of a
   person's photos). Genuine probes are the other photos of fold ``k``'s people (accepted = named
   correctly); impostor probes are all photos of fold ``k``'s people against the gallery without them
@@ -78,6 +81,23 @@ def secure_threshold(impostor: NDArray[np.float64], target_far: float) -> float:
         return float(d[-1])
     below = d[allowed - 1] if allowed > 0 else d[0] - 0.02
     return float((below + d[allowed]) / 2.0)
+
+
+def secure_point(genuine: NDArray[np.float64], impostor: NDArray[np.float64], target_far: float) -> float:
+    """The security-first threshold: every threshold below the first impostor distance beyond the FAR
+    budget (``floor(target_far * n)`` impostors accepted) keeps FAR <= ``target_far``; among them those
+    at or above the largest genuine distance below that impostor give the highest TAR, and the middle of
+    that interval is taken (the largest margin to both kinds of training pair). Without such a genuine
+    distance it is :func:`secure_threshold`."""
+    d = np.sort(impostor)
+    allowed = int(np.floor(target_far * d.size + 1e-9))
+    if allowed >= d.size:
+        return secure_threshold(impostor, target_far)
+    upper = float(d[allowed])
+    accepted = genuine[genuine < upper]
+    if accepted.size == 0:
+        return secure_threshold(impostor, target_far)
+    return (float(accepted.max()) + upper) / 2.0
 
 
 def balanced_threshold(genuine: NDArray[np.float64], impostor: NDArray[np.float64]) -> float:
@@ -261,7 +281,7 @@ def cross_validate(vectors: NDArray[np.float32], persons: Sequence[str], *, fold
         g_train, i_train = _split_pairs(dist, names, ~test)
         g_test, i_test = _split_pairs(dist, names, test)
         balanced = balanced_threshold(g_train, i_train)
-        points = {"secure": min(secure_threshold(i_train, target_far), balanced), "balanced": balanced}
+        points = {"secure": secure_point(g_train, i_train, target_far), "balanced": balanced}
         if fixed_threshold is not None:
             points["fixed"] = fixed_threshold
         pairs = {name: score_pairs(g_test, i_test, t) for name, t in points.items()}
@@ -301,7 +321,7 @@ def fit_operating_points(vectors: NDArray[np.float32], persons: Sequence[str], t
     names = np.asarray(persons)
     g, i = _split_pairs(distance_matrix(vectors, metric), names, np.ones(len(persons), dtype=bool))
     balanced = balanced_threshold(g, i)
-    return {"secure": min(secure_threshold(i, target_far), balanced), "balanced": balanced,
+    return {"secure": secure_point(g, i, target_far), "balanced": balanced,
             "genuine_pairs": float(g.size), "impostor_pairs": float(i.size)}
 
 
@@ -321,5 +341,6 @@ __all__ = [
     "fit_operating_points",
     "open_set",
     "score_pairs",
+    "secure_point",
     "secure_threshold",
 ]
