@@ -128,3 +128,23 @@ decision: {{track_max_age_s: 1.0}}
     captured = capsys.readouterr()
     assert "no event could ever be sent" in captured.out + captured.err
     assert "track_max_age_s" in captured.out + captured.err
+
+
+def test_a_reloaded_mqtt_section_reaches_the_publisher_in_place(tmp_path: Path) -> None:
+    """SIGHUP with a changed ``mqtt`` section: ``max_event_age_s`` applies to the publisher and the presence
+    sink on the same objects (spool and connection kept); a new broker host waits for a restart."""
+    def config(**mqtt: Any) -> FacegateConfig:
+        return FacegateConfig.model_validate({"state_dir": str(tmp_path), "mqtt": {"port": 1, **mqtt}})
+
+    service = Service(config())
+    try:
+        publisher, presence = service.publisher, service.presence
+        assert publisher is not None and presence is not None
+        assert publisher.settings.max_event_age_s == 5.0
+        service.apply_config(config(max_event_age_s=2.0, host="broker.example"), frozenset({"mqtt"}))
+        assert service.publisher is publisher and service.presence is presence
+        assert publisher.settings.max_event_age_s == 2.0 and publisher.freshness.max_age_s == 2.0
+        assert presence.max_event_age_s == 2.0
+        assert publisher.settings.host == "localhost", "the connection settings wait for a restart"
+    finally:
+        service.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import queue
@@ -18,6 +19,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from facegate.errors import ConfigError
 from facegate.events.mqtt import InboundMessage, JsonLinesSink, MqttPublisher, MqttSettings, TlsSettings
 from facegate.events.payloads import EventPayload, event_payload
 from facegate.events.spool import Spool
@@ -449,3 +451,75 @@ def test_json_lines_sink() -> None:
     assert [json.loads(line)["event_id"] for line in lines] == ["a", "b"]
     assert EventPayload.model_validate_json(lines[0]).device_id == "door1"
 
+
+
+def _decided_ago(event_id: str, index: int, seconds: float) -> EventPayload:
+    return EventPayload.model_validate(
+        event_payload(dataclasses.replace(make_event(event_id, index), wall=time.time() - seconds))
+    )
+
+
+def test_update_config_applies_max_event_age_in_place_without_dropping_queued_events(
+    mosquitto_private: MosquittoBroker, topic_prefix: str, mqtt_collector: Collect, publishers: list[MqttPublisher],
+    tmp_path: Path,
+) -> None:
+    """A live patch of ``max_event_age_s`` judges the events already queued in the spool by the new
+    value: nothing is dropped, re-sent or reconnected for it."""
+    broker = mosquitto_private
+    topics = Topics("door9", prefix=topic_prefix)
+    collector = mqtt_collector(broker, [topics.event, topics.history], persistent=True,
+                               client_id=f"col9-{topic_prefix}")
+    start = settings(broker.port, max_event_age_s=30.0)
+    publisher = MqttPublisher(topics, start, spool=Spool(tmp_path / "spool.db"), own_spool=True)
+    publishers.append(publisher)
+    publisher.start()
+    assert publisher.wait_connected(10)
+    for i in range(3):  # decided 3 s ago: live under a 30 s limit
+        publisher.publish_event(_decided_ago(f"before-{i}", i, 3.0))
+    collector.wait_for(lambda ms: len(ms) >= 3, timeout=20)
+
+    broker.stop()
+    wait_until(lambda: not publisher.is_connected, 20, "the publisher noticed the outage")
+    queued = [f"queued-{i}" for i in range(10)]
+    for i, event_id in enumerate(queued):
+        assert publisher.publish_event(_decided_ago(event_id, i, 3.0)) is not None
+    assert len(publisher.spool) == 10
+    assert publisher.update_config(dataclasses.replace(start, max_event_age_s=1.0)) == frozenset()
+    assert publisher.settings.max_event_age_s == 1.0 and len(publisher.spool) == 10
+    broker.start()
+    collector.wait_for(lambda ms: set(queued) <= set(event_ids(ms)), timeout=40)
+    assert publisher.flush(10)
+
+    reconnects = publisher.counters().reconnects
+    assert publisher.update_config(dataclasses.replace(start, max_event_age_s=30.0)) == frozenset()
+    publisher.publish_event(_decided_ago("after", 99, 3.0))
+    collector.wait_for(lambda ms: "after" in event_ids(ms), timeout=20)
+    assert publisher.flush(10)
+
+    by_id = {json.loads(m.payload)["event_id"]: m.topic for m in collector.messages()}
+    assert [by_id[f"before-{i}"] for i in range(3)] == [topics.event] * 3
+    assert [by_id[e] for e in queued] == [topics.history] * 10, "queued events judged by the patched limit"
+    assert by_id["after"] == topics.event
+    counters = publisher.counters()
+    assert counters.published == 14 and counters.dropped == 0 and counters.spool_depth == 0
+    assert counters.reconnects == reconnects == 1, "only the broker restart reconnected"
+
+
+def test_update_config_names_what_needs_a_reconnect_and_keeps_the_connection(
+    mosquitto: MosquittoBroker, topic_prefix: str, publishers: list[MqttPublisher]
+) -> None:
+    topics = Topics("door10", prefix=topic_prefix)
+    start = settings(mosquitto.port)
+    publisher = MqttPublisher(topics, start)
+    publishers.append(publisher)
+    publisher.start()
+    assert publisher.wait_connected(10)
+    with pytest.raises(ConfigError, match="max_inflight"):
+        publisher.update_config(dataclasses.replace(start, max_inflight=0, max_event_age_s=9.0))
+    assert publisher.settings == start and publisher.freshness.max_age_s == start.max_event_age_s
+    pending = publisher.update_config(dataclasses.replace(start, host="broker.invalid", keepalive=30,
+                                                          max_inflight=3, reconnect_max_s=5))
+    assert pending == {"host", "keepalive"}
+    assert publisher.settings.host == "127.0.0.1" and publisher.settings.keepalive == start.keepalive
+    assert publisher.settings.max_inflight == 3 and publisher.settings.reconnect_max_s == 5
+    assert publisher.is_connected and publisher.counters().reconnects == 0

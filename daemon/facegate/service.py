@@ -334,7 +334,8 @@ class Service:
         """Apply a new effective configuration between frames; rebuild only the named components.
 
         Components: ``detector``/``embedder`` (models), ``camera`` (capture), ``liveness``, ``analysis``.
-        Live keys (thresholds, margins, votes, gates, stats interval, log level) need no rebuild.
+        Live keys (thresholds, margins, votes, gates, stats interval, log level) need no rebuild; a
+        changed ``mqtt`` section goes to :meth:`MqttPublisher.update_config` (no reconnect).
         """
         old = self.config
         self.config = new
@@ -358,6 +359,12 @@ class Service:
                 self.runner.start()
             if self.discovery is not None:
                 self.discovery.set_cameras({c.id: c.name for c in new.cameras if c.enabled})
+        if self.publisher is not None and new.mqtt != old.mqtt:
+            # SIGHUP (mqtt is never remotely settable): in place, queued events kept; the connection
+            # settings wait for a restart (the publisher names them)
+            self.publisher.update_config(mqtt_settings(new))
+            if self.presence is not None:
+                self.presence.max_event_age_s = new.mqtt.max_event_age_s
         logger.info("configuration applied%s", f" (rebuilt: {', '.join(sorted(rebuild))})" if rebuild else "")
 
     def _update_stages(self, old: FacegateConfig, new: FacegateConfig) -> None:

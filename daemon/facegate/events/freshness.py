@@ -63,6 +63,12 @@ def decision_time(payload: Mapping[str, Any], fallback: float) -> float:
     return fallback
 
 
+def _checked_age(max_age_s: float) -> float:
+    if not (math.isfinite(max_age_s) and max_age_s > 0):
+        raise ConfigError(f"max_event_age_s must be a positive number of seconds, not {max_age_s!r}")
+    return float(max_age_s)
+
+
 class EventFreshness:
     """Stamps and routes events at publish time (see the module docstring). Not thread-safe: the
     publisher's sender thread is its only user."""
@@ -76,17 +82,20 @@ class EventFreshness:
         signer: EventSigner | None = None,
         remember: int = 4096,
     ) -> None:
-        if not (math.isfinite(max_age_s) and max_age_s > 0):
-            raise ConfigError(f"max_event_age_s must be a positive number of seconds, not {max_age_s!r}")
         self.live_topic = live_topic
         self.history_topic = history_topic
-        self.max_age_s = float(max_age_s)
+        self.max_age_s = _checked_age(max_age_s)
         self.signer = signer
         # event ids already published live (bounded): the live topic never carries one twice
         self._live_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._remember = remember
         self.live = 0
         self.late = 0
+
+    def update_config(self, *, max_age_s: float) -> None:
+        """A new ``max_event_age_s`` for the next event routed (spooled ones included); the memory of
+        event ids already published live is kept, so none of them goes live twice."""
+        self.max_age_s = _checked_age(max_age_s)
 
     def route(self, payload: bytes, *, created: float, replayed: bool, now: float) -> RoutedEvent:
         """Stamp ``payload`` (the spooled JSON) for publication at ``now`` and pick its topic."""

@@ -48,6 +48,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -61,12 +62,14 @@ from facegate.events.mqtt_commands import CommandDispatcher
 from facegate.events.mqtt_connection import BrokerConnection
 from facegate.events.mqtt_delivery import SpoolDelivery
 from facegate.events.mqtt_settings import (
+    RECONNECT_FIELDS,
     ConnectHook,
     InboundMessage,
     MessageHandler,
     MqttSettings,
     PublisherCounters,
     TlsSettings,
+    check_settings,
 )
 from facegate.events.mqtt_states import RetainedStates, StateMessage
 from facegate.events.payloads import STATUS_STOPPED, PayloadLike, dumps, event_payload
@@ -100,11 +103,7 @@ class MqttPublisher:
         signer: EventSigner | None = None,
     ) -> None:
         self.topics = topics
-        self.settings = settings or MqttSettings()
-        if self.settings.max_inflight < 1:
-            raise ConfigError("mqtt max_inflight must be >= 1")
-        if self.settings.reconnect_min_s < 1 or self.settings.reconnect_max_s < self.settings.reconnect_min_s:
-            raise ConfigError("mqtt reconnect delays must satisfy 1 <= reconnect_min_s <= reconnect_max_s")
+        self.settings = check_settings(settings or MqttSettings())
         self.spool = spool if spool is not None else Spool(None)
         self._own_spool = spool is None if own_spool is None else own_spool
         self.client_id = self.settings.client_id or f"facegate-{topics.device_id}"
@@ -209,6 +208,31 @@ class MqttPublisher:
         with self._lock:
             outstanding = self._outstanding_any
         return not outstanding and not self._states.has_pending
+
+    def update_config(self, settings: MqttSettings) -> frozenset[str]:
+        """Apply new settings in place, without reconnecting, and return the names of those that were
+        not applied because only a new connection can (:data:`RECONNECT_FIELDS`; logged too).
+
+        Applied live: ``max_event_age_s`` (the next event handed to the broker is judged by it, spooled
+        ones included; nothing queued is dropped or re-sent), ``max_inflight`` and the reconnect backoff.
+        Invalid settings raise :class:`ConfigError` and change nothing."""
+        new = check_settings(settings)
+        old = self.settings
+        pending = frozenset(name for name in RECONNECT_FIELDS if getattr(new, name) != getattr(old, name))
+        self.freshness.update_config(max_age_s=new.max_event_age_s)
+        self._delivery.max_inflight = new.max_inflight
+        client = self._conn.client
+        if client is not None and (new.reconnect_min_s, new.reconnect_max_s) != (old.reconnect_min_s,
+                                                                                  old.reconnect_max_s):
+            client.reconnect_delay_set(min_delay=new.reconnect_min_s, max_delay=new.reconnect_max_s)
+        # what is in effect: the connection fields stay as the running connection has them
+        self.settings = replace(new, **{name: getattr(old, name) for name in pending})
+        self._conn.settings = self.settings
+        self._wake.set()  # a larger max_inflight: hand over more now
+        if pending:
+            logger.warning("MQTT %s changed: kept the current connection; takes effect after a restart",
+                           ", ".join(sorted(pending)))
+        return pending
 
     # --- public publishing API (thread-safe) ----------------------------------------------------------
     def publish_event(self, payload: Mapping[str, Any] | BaseModel) -> int | None:
@@ -387,6 +411,7 @@ class MqttPublisher:
 
 
 __all__ = [
+    "RECONNECT_FIELDS",
     "ConnectHook",
     "EventSink",
     "InboundMessage",

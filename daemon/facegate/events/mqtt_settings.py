@@ -6,11 +6,13 @@ discovery, fleet sync, the command dispatcher) do not depend on the publisher's 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from facegate.errors import ConfigError
 from facegate.events.freshness import DEFAULT_MAX_EVENT_AGE_S
 from facegate.events.payloads import PublisherStatsPayload
 
@@ -99,7 +101,27 @@ class PublisherCounters:
         )
 
 
+#: settings sent in CONNECT or fixed when the client is built: :meth:`MqttPublisher.update_config`
+#: reports them instead of applying them (the daemon applies them on restart)
+RECONNECT_FIELDS = (
+    "host", "port", "username", "password", "tls", "client_id", "protocol", "keepalive", "command_queue_size",
+)
+
+
+def check_settings(settings: MqttSettings) -> MqttSettings:
+    """``settings`` if the publisher can run with them, else :class:`ConfigError` naming the problem."""
+    if settings.max_inflight < 1:
+        raise ConfigError("mqtt max_inflight must be >= 1")
+    if settings.reconnect_min_s < 1 or settings.reconnect_max_s < settings.reconnect_min_s:
+        raise ConfigError("mqtt reconnect delays must satisfy 1 <= reconnect_min_s <= reconnect_max_s")
+    if not (math.isfinite(settings.max_event_age_s) and settings.max_event_age_s > 0):
+        raise ConfigError(f"mqtt max_event_age_s must be a positive number of seconds, not "
+                          f"{settings.max_event_age_s!r}")
+    return settings
+
+
 __all__ = [
+    "RECONNECT_FIELDS",
     "ConnectHook",
     "InboundMessage",
     "MessageHandler",
@@ -107,4 +129,5 @@ __all__ = [
     "Protocol_",
     "PublisherCounters",
     "TlsSettings",
+    "check_settings",
 ]
