@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from facegate.detectors.blazeface import BlazeFaceDetector, build_blazeface, parse_decoder
-from facegate.detectors.letterbox import letterbox
+from facegate.detectors.letterbox import letterbox, prereduced
 from facegate.detectors.nms import hard_nms, iou_matrix, weighted_nms
 from facegate.detectors.registry import build_detector
 from facegate.detectors.ssd_anchors import AnchorSpec, ssd_anchors
@@ -326,6 +326,28 @@ def test_letterbox_centres_the_image_and_maps_points_back(shape: tuple[int, int]
     corners = np.array([[placement.pad_x, placement.pad_y], [placement.pad_x + new_w, placement.pad_y + new_h]],
                        dtype=np.float32)
     np.testing.assert_allclose(placement.to_source(corners), [[0, 0], [w, h]], atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [(128, 128), (192, 192)])
+@pytest.mark.parametrize("shape", [(1280, 853), (853, 1280), (960, 1280), (700, 300), (250, 250), (100, 60)])
+def test_prereduced_copy_gives_the_same_model_input(astronaut_bgr: ImageBGR, shape: tuple[int, int],
+                                                    size: tuple[int, int]) -> None:
+    """The orientation screen turns this small copy instead of the detection image: letterbox must give
+    the detector the very same input for both."""
+    h, w = shape
+    image: ImageBGR = np.ascontiguousarray(cv2.resize(astronaut_bgr, (w, h), interpolation=cv2.INTER_AREA),
+                                           dtype=np.uint8)
+    small = prereduced(image, *size)
+    canvas, _ = letterbox(image, *size)
+    again, _ = letterbox(small, *size)
+    assert np.array_equal(canvas, again)
+    assert max(small.shape[:2]) <= 2 * max(size) or small is image
+
+
+def test_input_size_only_without_a_size_filter() -> None:
+    assert build_blazeface("mediapipe").input_size == (128, 128)
+    assert build_blazeface("mediapipe_full").input_size == (192, 192)
+    assert build_blazeface("mediapipe", min_face_size=40).input_size is None  # a filter in source pixels
 
 
 # -- evaluation set (../shared/data) --------------------------------------------------------------

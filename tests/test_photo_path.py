@@ -46,6 +46,25 @@ def test_second_pass_runs_for_a_face_at_the_border_and_for_no_face(
     assert skip.detect(coffee_bgr) == [] and skip.padded_passes == before + 2
 
 
+def test_needs_padded_pass_is_what_detect_decides(detectors: tuple[EdgePaddedDetector, EdgePaddedDetector],
+                                                  samples_dir: Path, coffee_bgr: ImageBGR) -> None:
+    skip, always = detectors
+    image = load_image(samples_dir / "obama.jpg")
+    face = skip.detect(image)[0].box
+    cut: ImageBGR = np.ascontiguousarray(image[:, int(face.x1 + 0.45 * face.width):])
+    for picture in (image, cut, coffee_bgr):
+        plain = skip.inner.detect(picture)
+        for detector in (skip, always):
+            before = detector.padded_passes
+            detector.detect(picture)
+            assert detector.needs_padded_pass(plain, picture.shape) == (detector.padded_passes == before + 1)
+    # a wider margin asks for the pass sooner (the orientation screen uses twice the default)
+    inside = skip.inner.detect(image)
+    w = image.shape[1]
+    assert not skip.needs_padded_pass(inside, image.shape)
+    assert skip.needs_padded_pass(inside, image.shape, margin=inside[0].box.x1 / w + 0.01)
+
+
 def test_touches_border_uses_the_margin(samples_dir: Path,
                                         detectors: tuple[EdgePaddedDetector, EdgePaddedDetector]) -> None:
     image = load_image(samples_dir / "obama.jpg")

@@ -16,7 +16,7 @@ import facegate
 from facegate.capture.replay import ReplaySource
 from facegate.capture.rotation import RotatedSource, with_rotation
 from facegate.config.models import FacegateConfig
-from facegate.engine import FaceEngine, FaceResult, get_engine
+from facegate.engine import FaceEngine, FaceResult, detection_copy, get_engine
 from facegate.enrollment import enroll_photos
 from facegate.errors import NoFaceError
 from facegate.images import load_image
@@ -273,3 +273,18 @@ def test_screen_decides_which_turned_readings_are_read_in_full(samples_dir: Path
     found, at = detect_any_orientation(engine.detect, engine.align, turned,
                                        screen=lambda degrees: exact(degrees) - SCREEN_MARGIN + 1e-4)
     assert at == 270 and [d.box for d, _ in found] == [d.box for d, _ in unscreened]
+
+
+def test_screen_scores_stay_well_within_the_margin(shared_data: Path) -> None:
+    """The premise of the screened search: the engine's cheap screen of a turned reading (small copy,
+    or the detection copy where the padded pass is near) scores within the margin of the full reading.
+    Measured 0.0073 at most over all 1,596 turned readings; here each photo turned one way."""
+    engine = get_engine("mediapipe", "Dlib")
+    worst = 0.0
+    for i, path in enumerate(sorted((shared_data / "identities").rglob("*.jpg"))):
+        photo = rotate_image(load_image(path), (0, *ROTATIONS)[i % 4])
+        screen = engine._screen(detection_copy(photo)[0])
+        for degrees in ROTATIONS:
+            full = max((d.score for d in engine.detect(rotate_image(photo, degrees))), default=-1.0)
+            worst = max(worst, abs(screen(degrees) - full))
+    assert worst < SCREEN_MARGIN / 4, worst

@@ -15,6 +15,10 @@ class FaceDetector(ABC):
 
     #: registry key, equal to the ``detector_backend`` string of the API
     name: str = ""
+    #: ``(width, height)`` of the input every image is letterboxed into, when the result depends on
+    #: nothing else (scores of :func:`~facegate.detectors.letterbox.prereduced` copies then match); None
+    #: for detectors that read images at their own size
+    input_size: tuple[int, int] | None = None
 
     @abstractmethod
     def detect(self, image: ImageBGR) -> list[FaceDetection]:

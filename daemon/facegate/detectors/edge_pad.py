@@ -49,12 +49,20 @@ class EdgePaddedDetector(FaceDetector):
         self.name = inner.name
         self.padded_passes = 0  # how often the second pass ran (benchmarks report it)
 
+    def needs_padded_pass(self, plain: list[FaceDetection], shape: tuple[int, ...],
+                          margin: float = BORDER_MARGIN) -> bool:
+        """Whether :meth:`detect` runs the padded pass after the plain pass found ``plain``."""
+        h, w = int(shape[0]), int(shape[1])
+        if round(max(h, w) * self.pad) <= 0:
+            return False
+        return self.always or not plain or touches_border(plain, w, h, margin)
+
     def detect(self, image: ImageBGR) -> list[FaceDetection]:
         plain = self.inner.detect(image)
+        if not self.needs_padded_pass(plain, image.shape):
+            return plain
         h, w = image.shape[:2]
         p = round(max(h, w) * self.pad)
-        if p <= 0 or (plain and not self.always and not touches_border(plain, w, h)):
-            return plain
         self.padded_passes += 1
         padded = cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
         extra: list[FaceDetection] = []
