@@ -22,9 +22,10 @@ from facegate.inference.reference_models import REFERENCE_MODELS
 from tests.conftest import REPO_ROOT, SAMPLES_DIR
 from tests.fixtures.images import read_bgr
 
-#: facegate's unpacked share of the wheel today is 25.8 MB (the goal of issue 12 is 20 MB installed); this
-#: bound catches a model or data file slipping back into the wheel
-WHEEL_UNPACKED_LIMIT = 27_000_000
+#: facegate's unpacked share of the wheel is 18.7 MB (models 15.8 MB, code 1.4 MB, sample photos 1.4 MB;
+#: installed with bytecode 22.1 MB, the goal of issue 12 is 20 MB): the bound leaves 0.8 MB for code and
+#: catches a large model slipping back in (the smaller ones are caught by the exact file set above)
+WHEEL_UNPACKED_LIMIT = 19_500_000
 
 
 def _opencv_files() -> set[str]:

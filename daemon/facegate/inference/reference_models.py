@@ -2,8 +2,9 @@
 
 The wheel ships each model in one runtime variant. The others stay out: the fp32 siblings of the int8
 embedder and attribute networks are the converters' references (a 22 MB embedder, an 11 MB age
-network), and the int8 BlazeFace and MMOD files are alternatives to the default fp16 / fp32 ones
-(faster on some ARM boards; ``facegate bench`` compares the installed ones). The wheel excludes them
+network) and the unchanged fp32 FaceMesh and MTCNN files, whose float16-weight rebuilds are shipped,
+and the int8 BlazeFace and MMOD files are alternatives to the default fp16 / fp32 ones (faster on some
+ARM boards; ``facegate bench`` compares the installed ones). The wheel excludes them
 (``[tool.hatch.build.targets.wheel] exclude`` in pyproject.toml lists the same names; a test keeps the
 two in step), tests and ``facegate models build`` use them from a source checkout, and an installed
 facegate gets them with ``facegate models build --only CONVERTER`` (the ``convert`` extra), which
@@ -32,6 +33,10 @@ REFERENCE_MODELS: tuple[ReferenceModel, ...] = (
     ReferenceModel("blazeface_short_int8", "detector", "mediapipe", "int8", "blazeface", 0.18),
     ReferenceModel("blazeface_full_int8", "detector", "mediapipe_full", "int8", "blazeface", 0.77),
     ReferenceModel("mmod_int8", "detector", "dlib", "int8", "mmod", 0.19),
+    ReferenceModel("facemesh_fp32", "landmarks", "facemesh", "fp32", "facemesh", 2.44),
+    ReferenceModel("mtcnn_pnet_fp32", "detector", "mtcnn", "fp32", "mtcnn", 0.03),
+    ReferenceModel("mtcnn_rnet_fp32", "detector", "mtcnn_rnet", "fp32", "mtcnn", 0.41),
+    ReferenceModel("mtcnn_onet_fp32", "detector", "mtcnn_onet", "fp32", "mtcnn", 1.56),
 )
 
 
