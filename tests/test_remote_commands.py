@@ -442,6 +442,30 @@ def test_remove_rename_list(rig: Rig, samples_dir: Path) -> None:
 # --- over a real broker ----------------------------------------------------------------------------
 
 
+def test_a_reload_republishes_config_state_through_the_subscription(
+    tmp_path: Path, mosquitto: MosquittoBroker, topic_prefix: str, mqtt_collector: Callable[..., MqttCollector],
+    engine: FaceEngine,
+) -> None:
+    """config/state follows the configuration at its source (RuntimeConfig.subscribe): a SIGHUP reload
+    republishes it with no call from the reload path, and the command handler's hop is not involved."""
+    config_path = write_device_config(tmp_path / "door7", device_id="door7", port=mosquitto.port,
+                                      prefix=topic_prefix)
+    state_topic = f"{topic_prefix}/door7/config/state"
+    collector = mqtt_collector(mosquitto, [state_topic])
+    changes: list[Any] = []
+    device = start_device(config_path, on_config_change=changes.append)
+    try:
+        assert device.publisher.wait_connected(10)
+        first = json.loads(collector.wait_for_count(state_topic, 1)[0].payload)
+        assert first["config"]["stats"]["interval_s"] != 7
+        config_path.write_text(config_path.read_text() + "stats:\n  interval_s: 7\n")
+        device.runtime.reload()
+        collector.wait_for(lambda ms: any(json.loads(m.payload)["config"]["stats"]["interval_s"] == 7 for m in ms))
+        assert changes == []
+    finally:
+        device.stop()
+
+
 def test_over_mqtt_patch_acked_state_redacted_no_secrets_logged(
     tmp_path: Path,
     mosquitto: MosquittoBroker,

@@ -278,6 +278,35 @@ def test_reload_rereads_the_yaml_and_keeps_overrides(runtime: RuntimeConfig, yam
     assert runtime.config is before
 
 
+def test_listeners_hear_every_stored_change_at_the_source(
+    runtime: RuntimeConfig, yaml_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What publishes the configuration subscribes here (one hop): a patch or reset that changed
+    something and every reload reach the listeners; a preview, a no-op or a refused patch do not."""
+    heard: list[tuple[str, ...]] = []
+
+    def broken(_result: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    runtime.subscribe(broken)
+    runtime.subscribe(lambda result: heard.append(result.changed))
+    runtime.preview({"decision": {"cooldown_s": 7}})
+    with pytest.raises(ConfigValidationError):
+        runtime.apply({"decision": {"cooldown_s": -1}})
+    assert heard == []
+    with caplog.at_level(logging.ERROR, logger="facegate.config.runtime"):
+        runtime.apply({"decision": {"cooldown_s": 7}})
+    assert heard == [("decision.cooldown_s",)] and runtime.config.decision.cooldown_s == 7
+    assert "runtime config listener failed" in caplog.text
+    runtime.apply({"decision": {"cooldown_s": 7}})  # no change: nothing to announce
+    assert len(heard) == 1
+    yaml_file.write_text(YAML.replace("broker.lan", "broker2.lan"))
+    runtime.reload()
+    runtime.reload()  # unchanged, still announced: the overrides may have been trimmed
+    runtime.reset()
+    assert heard[1:] == [("mqtt.host",), (), ("decision.cooldown_s",)]
+
+
 def test_compose_equals_sequential_application(runtime: RuntimeConfig) -> None:
     base = runtime.base
     patches: list[dict[str, Any]] = [

@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,9 +401,11 @@ def _units(overrides: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 class RuntimeConfig:
-    """The effective configuration of a running daemon: YAML plus runtime overrides.
+    r"""The effective configuration of a running daemon: YAML plus runtime overrides.
 
-    Thread-safe; :attr:`config` is swapped atomically after each successful change.
+    Thread-safe; :attr:`config` is swapped atomically after each successful change. Whoever publishes
+    the configuration (the retained ``config/state``) :meth:`subscribe`\ s to the changes here, at
+    their source, instead of wrapping every caller that makes one.
     """
 
     def __init__(
@@ -423,6 +425,7 @@ class RuntimeConfig:
         self._overrides: dict[str, Any] = {}
         self._dropped: tuple[FieldError, ...] = ()
         self._config = base
+        self._listeners: list[Callable[[PatchResult], None]] = []
         self._load_overlay(repair)
 
     @classmethod
@@ -533,6 +536,21 @@ class RuntimeConfig:
         walk(overrides, "")
         return keys
 
+    def subscribe(self, listener: Callable[[PatchResult], None]) -> None:
+        """Call ``listener`` after every stored change (a patch or reset that changed something, and
+        every reload), outside the lock, on the thread that made it. A failing listener is logged."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _notify(self, result: PatchResult) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(result)
+            except Exception:
+                logger.exception("runtime config listener failed")
+
     def preview(self, patch: Any) -> PatchResult:
         """Validate ``patch`` against the current config without applying or storing it."""
         patch = _as_json(patch)
@@ -567,6 +585,8 @@ class RuntimeConfig:
             ", ".join(result.changed) or "nothing",
             ", ".join(sorted(result.rebuild)) or "nothing",
         )
+        if result.changes:
+            self._notify(result)
         return result
 
     def reset(self) -> PatchResult:
@@ -576,7 +596,10 @@ class RuntimeConfig:
             write_overlay(self._overlay_path, {})
             self._overrides = {}
             self._config = self._base
-            return PatchResult(self._base, diff(old, self._base))
+            result = PatchResult(self._base, diff(old, self._base))
+        if result.changes:
+            self._notify(result)
+        return result
 
     def reload(self) -> PatchResult:
         """Re-read the YAML (SIGHUP) and replay the overrides onto it; on an invalid YAML raise and keep
@@ -594,6 +617,7 @@ class RuntimeConfig:
             config = apply_overrides(base, kept)
             result = PatchResult(config, diff(self._config, config))
             self._base, self._overrides, self._config, self._dropped = base, kept, config, tuple(dropped)
+        self._notify(result)  # also unchanged: the overrides may have been trimmed
         return result
 
 

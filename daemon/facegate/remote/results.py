@@ -8,6 +8,7 @@ the handler share these shapes without the wiring depending on how commands are 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -32,6 +33,8 @@ class ConfigApplier(Protocol):
     def apply(self, patch: Any) -> PatchResult: ...
 
     def preview(self, patch: Any) -> PatchResult: ...
+
+    def subscribe(self, listener: Callable[[PatchResult], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,11 +130,9 @@ class ServiceRemote:
         return self.signer.sign(payload) if self.signer is not None else payload
 
     def reload(self) -> PatchResult:
-        """SIGHUP: re-read the YAML, replay the overrides, republish ``config/state``. The caller applies
-        ``result.config`` and ``result.rebuild``."""
-        result = self.runtime.reload()
-        self.control.publish_config_state()
-        return result
+        """SIGHUP: re-read the YAML and replay the overrides (``config/state`` is republished by the
+        subscription of :class:`RemoteControl`). The caller applies ``result.config`` and ``result.rebuild``."""
+        return self.runtime.reload()
 
     def close(self) -> None:
         self.control.stop()

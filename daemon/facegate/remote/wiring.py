@@ -81,6 +81,9 @@ class RemoteControl:
                                          on_overflow=partial(self._on_overflow, kind))
         if self.fleet is not None:
             self.fleet.attach(self.publisher)
+        if self.config is not None:
+            # config/state follows the configuration at its source: a remote patch, a reset, a reload
+            self.config.subscribe(lambda _result: self.publish_config_state())
         self.publish_config_state()
 
     def stop(self) -> None:
@@ -116,14 +119,6 @@ class RemoteControl:
         self.publisher.publish_message(result.topic, result.to_json(), qos=self.qos, retain=False)
 
     # callbacks given to the handler
-    def config_changed(self, result: PatchResult, user: Callable[[PatchResult], None] | None) -> None:
-        if user is not None:
-            try:
-                user(result)
-            except Exception:
-                logger.exception("config change hook failed")
-        self.publish_config_state()
-
     def gallery_changed(self, change: GalleryChange, user: Callable[[GalleryChange], None] | None) -> None:
         if self.fleet is not None:
             self.fleet.publish_person(change.person_id)
@@ -230,7 +225,7 @@ def build_remote(
             embedder=embedder,
             rate_limiter=TokenBucket.per_minute(security.commands_per_minute),
             max_payload_bytes=security.max_payload_bytes,
-            on_config_change=partial(remote.config_changed, user=on_config_change),
+            on_config_change=on_config_change,  # one hop to the owner of the settings
             on_gallery_change=partial(remote.gallery_changed, user=on_gallery_change),
             clock=clock,
         )
