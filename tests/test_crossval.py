@@ -137,10 +137,20 @@ def test_blazeface_boxes_initialise_the_predictor_like_hog_boxes(shared_data: Pa
     """The README's box-mapping figures: landmarks from mapped BlazeFace boxes stay within 1% (p90) of the
     inter-ocular distance of those from dlib's HOG boxes, which the predictor was trained on."""
     pytest.importorskip("dlib")
-    from facegate.evaluation.box_mapping import collect, landmark_errors
+    from facegate.evaluation.box_mapping import Sample, collect_photos, landmark_errors, pair_scores
 
-    samples = collect(shared_data / "identities")
+    photos = collect_photos(shared_data / "identities")
+    samples = [Sample(p.photo, p.person, p.image, p.detection, p.hog) for p in photos
+               if p.detection is not None and p.hog is not None]
     assert len(samples) >= 120
     errors = landmark_errors(samples, folds=5)
     sys.stdout.write({k: round(float(np.percentile(v, 90)), 4) for k, v in errors.items()}.__repr__() + "\n")
     assert np.percentile(errors["box"], 90) < 0.012 and errors["box"].max() < 0.05
+    # the README's decision-level comparison: each mapping refitted per fold, held-out pairs scored; the
+    # shipped box mapping is not beaten on any fold by the keypoint or iterated mappings
+    scores = pair_scores(photos, folds=5)
+    sys.stdout.write({k: [round(x.balanced_accuracy, 4) for x in v] for k, v in scores.items()}.__repr__() + "\n")
+    assert all(len(v) == 5 and sum(x.false_accepts for x in v) == 0 for v in scores.values())
+    for name in ("keypoints", "iterate"):
+        assert all(b.balanced_accuracy >= o.balanced_accuracy for b, o in zip(scores["box"], scores[name],
+                                                                              strict=True)), name
