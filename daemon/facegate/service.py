@@ -41,6 +41,7 @@ from facegate.errors import CaptureFatal, FacegateError
 from facegate.events.mqtt import JsonLinesSink, MqttPublisher
 from facegate.events.payloads import STATUS_DEGRADED, StatsPayload
 from facegate.events.topics import Topics
+from facegate.memory import release_free_memory
 from facegate.service_build import (
     build_analyzer,
     build_capture,
@@ -424,6 +425,7 @@ def run_service(config: FacegateConfig, *, config_path: Path | None, stdout: Tex
     except CaptureFatal as err:
         logger.error("%s", err)
         return EXIT_FATAL
+    release_free_memory()  # model loading's transient buffers, before the threads start
     service.install_signal_handlers()
     return service.run()
 

@@ -53,8 +53,12 @@ def demo_config(state_dir: Path, frames_dir: Path, broker: str, device_id: str) 
 def run(args: argparse.Namespace) -> int:
     from facegate.capture.synthetic import demo_frames, sample_path, write_image_folder
     from facegate.enrollment import enroll_photos
+    from facegate.face_confirm import release_second_detectors
+    from facegate.memory import release_free_memory, tune_allocator
     from facegate.service import Service
     from facegate.types import FaceEvent
+
+    tune_allocator()
 
     with tempfile.TemporaryDirectory(prefix="facegate-demo-") as tmp:
         state_dir = Path(args.state_dir) if args.state_dir else Path(tmp) / "state"
@@ -68,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         service = Service(config, stdout=sys.stdout, lossless=True, on_event=events.append)
         outcome = enroll_photos(service.gallery, service.engine, "barack_obama", "Barack Obama",
                                 [("obama.jpg", sample_path("obama.jpg"))])
+        # the replay needs neither enrolment's second-opinion detector (~25 MB) nor its freed buffers
+        release_second_detectors()
+        release_free_memory()
         sys.stderr.write(f"enrolled Barack Obama from obama.jpg: {outcome.photos[0].status}; replaying "
                          f"{frame_count} frames (obama2.jpg, then biden.jpg)\n")
         service.install_signal_handlers()

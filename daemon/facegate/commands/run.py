@@ -24,8 +24,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from facegate.config import load_config
+    from facegate.memory import tune_allocator
     from facegate.service import run_service
 
+    tune_allocator()  # before the models, the capture and MQTT threads allocate anything large
     path = Path(args.config)
     config = load_config(path, overlay=not args.no_overlay)
     if not args.verbose:
