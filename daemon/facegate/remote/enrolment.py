@@ -23,7 +23,7 @@ from facegate.config.models import GatesConfig
 from facegate.engine import FaceResult
 from facegate.enrollment import choose_face
 from facegate.errors import ConfigError, FacegateError, GalleryError, ImageError, NoFaceError
-from facegate.face_confirm import confirm_human_face
+from facegate.face_confirm import confirm_human_face, release_second_detectors
 from facegate.gallery.records import EnrollItem, EnrollReport
 from facegate.gallery.store import SqliteGallery
 from facegate.images import decode_base64, decode_bytes, sniff_format
@@ -114,6 +114,7 @@ def screen_photo(
     else:
         face = faces[0]
     check = confirm_human_face(image, face.detection)  # BlazeFace alone accepts dog and cat faces
+    release_second_detectors()  # ~25 MB that the daemon would otherwise keep between enrolments
     if not check.confirmed:
         return report("no_face", check.detail, faces=len(faces))
     quality = face.aligned.quality
