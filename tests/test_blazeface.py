@@ -16,7 +16,8 @@ import pytest
 from facegate.detectors.blazeface import BlazeFaceDetector, build_blazeface, parse_decoder
 from facegate.detectors.letterbox import letterbox, prereduced
 from facegate.detectors.nms import hard_nms, iou_matrix, weighted_nms
-from facegate.detectors.registry import build_detector
+from facegate.detectors.options import BlazeFaceFullOptions, BlazeFaceOptions
+from facegate.detectors.registry import build_detector, detector_options
 from facegate.detectors.ssd_anchors import AnchorSpec, ssd_anchors
 from facegate.errors import ConfigError, ModelError, ModelNotInstalledError
 from facegate.images import load_image
@@ -36,7 +37,9 @@ _cache: dict[tuple[str, str], BlazeFaceDetector] = {}
 def detector(name: str, variant: str) -> BlazeFaceDetector:
     key = (name, variant)
     if key not in _cache:
-        _cache[key] = build_blazeface(name, variant=variant)
+        options = detector_options(name, {"variant": variant})
+        assert isinstance(options, (BlazeFaceOptions, BlazeFaceFullOptions))
+        _cache[key] = build_blazeface(options)
     return _cache[key]
 
 

@@ -28,6 +28,7 @@ from facegate.config.loader import interpolate, parse_document
 from facegate.config.models import SOURCE_TYPES, CameraConfig, OpencvSource, ReplaySource, model_class
 from facegate.config.schema import render_schema
 from facegate.config.secrets import command_secret, redact_text
+from facegate.detectors.options import DetectorOptions
 from facegate.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,6 +153,8 @@ def test_example_documents_every_key() -> None:
             if cls is CameraConfig and name == "source":
                 for source in SOURCE_TYPES.values():
                     out |= expected(source, path)
+            elif cls is FacegateConfig and name == "detector":
+                out |= expected(DetectorOptions, path)  # the options every backend has
             elif (sub := model_class(info.annotation)) is not None:
                 child = f"{path}[]" if typing.get_origin(info.annotation) is tuple else path
                 out |= expected(sub, child)

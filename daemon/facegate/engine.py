@@ -21,11 +21,12 @@ from facegate.align import Aligner, box_chip, build_aligner
 from facegate.detectors.base import FaceDetector
 from facegate.detectors.edge_pad import BORDER_MARGIN, EdgePaddedDetector
 from facegate.detectors.letterbox import prereduced
-from facegate.detectors.registry import build_detector
+from facegate.detectors.options import DEFAULT_DETECTOR, DetectorOptions
+from facegate.detectors.registry import create_detector, detector_options
 from facegate.detectors.skip import whole_image_detection
 from facegate.embedders.base import Embedder
 from facegate.embedders.registry import build_embedder
-from facegate.errors import ImageError, NoFaceError
+from facegate.errors import ConfigError, ImageError, NoFaceError
 from facegate.gallery.outliers import OutlierPolicy
 from facegate.gallery.store import SqliteGallery
 from facegate.orientation import detect_any_orientation, rotate_image
@@ -92,7 +93,7 @@ class FaceEngine:
 
     def __init__(
         self,
-        detector_backend: str = "mediapipe",
+        detector_backend: str | DetectorOptions = DEFAULT_DETECTOR,
         model_name: str = "Dlib",
         *,
         model_variant: str | None = None,
@@ -100,18 +101,21 @@ class FaceEngine:
         landmarks: str = "auto",
         num_threads: int = 1,
         edge_pad: float = 0.0,
-        detector_options: dict[str, object] | None = None,
     ) -> None:
-        options = dict(detector_options or {})
-        if detector_variant is not None:
-            options["variant"] = detector_variant
-        detector = build_detector(detector_backend, num_threads=num_threads, **options)
-        if edge_pad > 0 and detector_backend.casefold() != "skip":
+        """``detector_backend`` is a detector name (with ``detector_variant``) or a detector's validated
+        options (the daemon's ``detector:`` section, :func:`~facegate.detectors.registry.detector_options`)."""
+        if isinstance(detector_backend, str):
+            variant = {} if detector_variant is None else {"variant": detector_variant}
+            detector_backend = detector_options(detector_backend, variant)
+        elif detector_variant is not None:
+            raise ConfigError("detector_variant goes with a detector name; set 'variant' in its options instead")
+        detector = create_detector(detector_backend, num_threads=num_threads)
+        if edge_pad > 0 and detector_backend.backend != "skip":
             detector = EdgePaddedDetector(detector, edge_pad)
         self.detector: FaceDetector = detector
         self.embedder: Embedder = build_embedder(model_name, variant=model_variant, num_threads=num_threads)
         self.aligner: Aligner = build_aligner(self.embedder.alignment, landmarks=landmarks, num_threads=num_threads)
-        self.detector_backend = detector_backend
+        self.detector_backend: str = detector_backend.backend
         self.model_name = model_name
         #: True reads every orientation of a photo in full, unscreened (the behaviour before the
         #: screen; benchmarks compare the two)

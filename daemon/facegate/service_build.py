@@ -34,17 +34,6 @@ def voting_config(config: FacegateConfig) -> VotingConfig:
     return VotingConfig.from_section(config.decision, liveness_required=config.liveness.mode != "off")
 
 
-def detector_options(config: FacegateConfig) -> dict[str, object]:
-    """Options the YAML sets explicitly; the rest stay at each model manifest's defaults."""
-    d = config.detector
-    options: dict[str, object] = {}
-    if "score_threshold" in d.model_fields_set:
-        options["score_threshold"] = d.score_threshold
-    if "min_face_px" in d.model_fields_set:
-        options["min_face_px"] = d.min_face_px
-    return options
-
-
 def gate_config(config: FacegateConfig) -> GateConfig:
     return GateConfig.from_section(config.gates)
 
@@ -96,12 +85,10 @@ def compat_sinks(config: FacegateConfig, publisher: MqttPublisher) -> list[Event
 
 def build_engine(config: FacegateConfig) -> FaceEngine:
     return FaceEngine(
-        config.detector.backend,
+        config.detector,  # the validated section is the detector's typed options
         config.recognition.model_name,
         model_variant=config.recognition.variant,
-        detector_variant=config.detector.variant,
         num_threads=max(config.detector.num_threads, config.recognition.num_threads),
-        detector_options=detector_options(config),
     )
 
 
@@ -178,7 +165,6 @@ __all__ = [
     "build_pipeline",
     "build_spool",
     "compat_sinks",
-    "detector_options",
     "gate_config",
     "mqtt_settings",
     "thresholds",

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facegate.detectors.registry import build_detector
+from facegate.detectors.registry import create_detector, detector_options
 from facegate.errors import ModelNotInstalledError
 from facegate.images import load_image
 from facegate.inference.manifest import ModelZoo, default_zoo
@@ -85,7 +85,7 @@ def bench_detectors(
             options = {} if variant is None else {"variant": variant}
             for count in threads:
                 try:
-                    detector = build_detector(name, num_threads=count, **options)
+                    detector = create_detector(detector_options(name, options), num_threads=count)
                 except ModelNotInstalledError as err:
                     logger.info("skipping detector %s: %s", name, err)
                     break

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -64,6 +65,7 @@ from facegate.config.capture import (
 from facegate.config.mqtt import HomeAssistantConfig, MqttConfig, SpoolConfig, TlsConfig
 from facegate.config.pipeline import DecisionConfig, DetectorConfig, GalleryConfig, GatesConfig, RecognitionConfig
 from facegate.config.security import SecurityConfig
+from facegate.detectors.options import DETECTOR_TYPES, BlazeFaceOptions
 
 # --------------------------------------------------------------------------------------------- device
 
@@ -134,7 +136,8 @@ class FacegateConfig(_Section):
     )
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="cameras, each with a unique id")
     detector: DetectorConfig = Field(
-        default_factory=DetectorConfig, description="face detector backend and its options"
+        default_factory=BlazeFaceOptions,
+        description="face detector: 'backend' names it (default mediapipe), the other keys are its options",
     )
     recognition: RecognitionConfig = Field(
         default_factory=RecognitionConfig, description="face embedder and gallery matching"
@@ -241,19 +244,51 @@ def model_class(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class UnionSection:
+    """A section that is one of a plugin kind's options models (a camera's ``source``, the ``detector``):
+    the value of ``key`` names the member, case-insensitively."""
+
+    key: str
+    members: Mapping[str, type[BaseModel]]
+
+    def member(self, name: object) -> type[BaseModel] | None:
+        if not isinstance(name, str):
+            return None
+        return next((m for k, m in self.members.items() if k == name.casefold()), None)
+
+    def common(self) -> tuple[str, ...]:
+        """Fields every member has (listed once in the whitelist)."""
+        first, *rest = self.members.values()
+        return tuple(n for n in first.model_fields if all(n in m.model_fields for m in rest))
+
+
+#: ``(owner section, field)`` -> the plugin union that field holds
+UNION_SECTIONS: dict[tuple[type[BaseModel], str], UnionSection] = {
+    (CameraConfig, "source"): UnionSection("type", SOURCE_TYPES),
+    (FacegateConfig, "detector"): UnionSection("backend", DETECTOR_TYPES),
+}
+
+
 def runtime_settable_keys() -> tuple[RuntimeKey, ...]:
-    """Every whitelisted key and whether changing it needs a rebuild."""
+    """Every whitelisted key and whether changing it needs a rebuild. A plugin union's fields that every
+    member has are listed once (``detector.backend``), the others per member (``source[opencv].url``)."""
     keys: list[RuntimeKey] = []
 
-    def walk(cls: type[BaseModel], prefix: str) -> None:
+    def walk(cls: type[BaseModel], prefix: str, skip: tuple[str, ...] = ()) -> None:
         for name, field in cls.model_fields.items():
             path = f"{prefix}{name}"
             marker = runtime_marker(field)
+            if name in skip:
+                continue
             if marker is not None:
                 keys.append(RuntimeKey(path, marker))
-            elif cls is CameraConfig and name == "source":
-                for type_name, source_cls in SOURCE_TYPES.items():
-                    walk(source_cls, f"{path}[{type_name}].")
+            elif (union := UNION_SECTIONS.get((cls, name))) is not None:
+                common = union.common()
+                first = next(iter(union.members.values()))
+                walk(first, f"{path}.", skip=tuple(n for n in first.model_fields if n not in common))
+                for member_key, member in union.members.items():
+                    walk(member, f"{path}[{member_key}].", skip=common)
             elif cls is FacegateConfig and name == "cameras":
                 walk(CameraConfig, "cameras.<id>.")
             elif (sub := model_class(field.annotation)) is not None:
@@ -280,6 +315,7 @@ __all__ = [
     "SOURCE_TYPES",
     "SPOOL_FILE",
     "TOPIC_PATTERN",
+    "UNION_SECTIONS",
     "URL_SCHEMES",
     "AnalysisConfig",
     "CameraConfig",
@@ -310,6 +346,7 @@ __all__ = [
     "StatePaths",
     "StatsConfig",
     "TlsConfig",
+    "UnionSection",
     "default_state_dir",
     "model_class",
     "runtime_marker",

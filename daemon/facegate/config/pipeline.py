@@ -12,7 +12,6 @@ from pydantic import (
 )
 
 from facegate.config.base import (
-    _DETECTOR,
     _EMBEDDER,
     _LIVE,
     GALLERY_FILE,
@@ -20,42 +19,12 @@ from facegate.config.base import (
     _known_name,
     _Section,
 )
+from facegate.detectors.options import DetectorSection
 from facegate.operating_point import OPEN_SET_MARGIN
 
-
-class DetectorConfig(_Section):
-    backend: str = Field(
-        default="mediapipe",
-        min_length=1,
-        max_length=64,
-        description="detector registry name: mediapipe (BlazeFace short range), mediapipe_full, opencv, "
-        "mtcnn, dlib, skip, ...",
-        json_schema_extra=_DETECTOR,
-    )
-    variant: str | None = Field(
-        default=None,
-        max_length=64,
-        description="model variant such as int8 or fp32; null = the manifest's default",
-        json_schema_extra=_DETECTOR,
-    )
-    score_threshold: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="minimum detection score", json_schema_extra=_DETECTOR
-    )
-    min_face_px: int = Field(
-        default=32,
-        ge=0,
-        le=4096,
-        description="drop detections whose box is narrower than this, pixels",
-        json_schema_extra=_DETECTOR,
-    )
-    num_threads: int = Field(
-        default=2, ge=1, le=8, description="TFLite interpreter threads", json_schema_extra=_DETECTOR
-    )
-
-    @field_validator("backend")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return _known_name("facegate.detectors.registry", "DETECTORS", value)
+#: The ``detector:`` section: a union of the detector plugins' options models, selected by ``backend``
+#: (:mod:`facegate.detectors.options`: each plugin's key, options and factory, listed once).
+DetectorConfig = DetectorSection
 
 
 class RecognitionConfig(_Section):

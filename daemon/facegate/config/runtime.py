@@ -37,9 +37,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from facegate.config.loader import load_yaml_config
 from facegate.config.models import (
     LIVE,
-    SOURCE_TYPES,
+    UNION_SECTIONS,
     CameraConfig,
     FacegateConfig,
+    UnionSection,
     model_class,
     runtime_marker,
 )
@@ -47,6 +48,8 @@ from facegate.config.validation import ConfigValidationError, FieldError, Loc, L
 from facegate.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+_DETECTOR = UNION_SECTIONS[(FacegateConfig, "detector")]
 
 OVERLAY_VERSION = 1
 MAX_OVERLAY_BYTES = 1024 * 1024
@@ -117,25 +120,31 @@ def _check_model(
     current: FacegateConfig,
     camera: CameraConfig | None,
     types: list[FieldError],
+    member_of: str | None = None,
 ) -> None:
+    """``member_of`` names the plugin whose options ``cls`` is (``detector 'mtcnn'``), for the messages."""
+    owner = current if cls is FacegateConfig else camera if cls is CameraConfig else None
+    unknown = "unknown key" if member_of is None else f"unknown key: not an option of {member_of}"
     for key, value in patch.items():
         here: Loc = (*path, key)
         info = cls.model_fields.get(key) if isinstance(key, str) else None
         if info is None:
-            errors.append(FieldError(dotted(here), "unknown key", "extra_forbidden"))
+            errors.append(FieldError(dotted(here), unknown, "extra_forbidden"))
         elif runtime_marker(info) is not None:
             _check_types(cls, key, value, here, types)
         elif cls is FacegateConfig and key == "cameras":
             _check_cameras(value, errors, current, types)
-        elif cls is CameraConfig and key == "source" and camera is not None and isinstance(value, dict):
-            kind = value.get("type", camera.source.type)
-            source_cls = SOURCE_TYPES.get(kind) if isinstance(kind, str) else None
-            if source_cls is None:
-                errors.append(
-                    FieldError(dotted((*here, "type")), f"unknown type; expected one of {', '.join(SOURCE_TYPES)}")
-                )
+        elif (union := UNION_SECTIONS.get((cls, key))) is not None and owner is not None and isinstance(value, dict):
+            # a plugin's options (camera source, detector): the member the patch names, else the current one
+            kind = value.get(union.key, getattr(getattr(owner, key), union.key))
+            member = union.member(kind)
+            if member is None:
+                errors.append(FieldError(
+                    dotted((*here, union.key)), f"unknown {union.key}; expected one of {', '.join(union.members)}"
+                ))
             else:
-                _check_model(source_cls, value, here, errors, current=current, camera=camera, types=types)
+                name = f"{key} {member.model_fields[union.key].default!r}"
+                _check_model(member, value, here, errors, current=current, camera=camera, types=types, member_of=name)
         elif (sub := model_class(info.annotation)) is not None and isinstance(value, dict):
             _check_model(sub, value, here, errors, current=current, camera=camera, types=types)
         else:
@@ -206,6 +215,16 @@ def _replaces_source(key: str, value: Any) -> bool:
     return key == "source" and isinstance(value, dict) and "type" in value
 
 
+def _for_member(old: Any, patch: Any, union: UnionSection) -> Any:
+    """``old`` section values a ``patch`` naming a plugin member keeps: those that member's options model
+    declares (switching ``detector.backend`` keeps the thresholds and threads, drops the old backend's
+    own options, which the new one would reject)."""
+    member = union.member(patch.get(union.key)) if isinstance(patch, dict) else None
+    if member is None or not isinstance(old, dict):
+        return old
+    return {k: v for k, v in old.items() if k in member.model_fields}
+
+
 def compose(overrides: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """One set of overrides equivalent to applying ``overrides`` then ``patch`` (nulls are kept: they
     reset the key when the overrides are applied to the YAML)."""
@@ -229,7 +248,8 @@ def compose(overrides: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str,
                     camera[ckey] = copy.deepcopy(cvalue) if replace else merge(camera.get(ckey), cvalue)
                 cameras[camera_id] = camera
         else:
-            result[key] = merge(result.get(key), value)
+            before = _for_member(result.get(key), value, _DETECTOR) if key == "detector" else result.get(key)
+            result[key] = merge(before, value)
     return result
 
 
@@ -237,6 +257,8 @@ def merged_data(base: FacegateConfig, overrides: Mapping[str, Any]) -> dict[str,
     """The configuration data of ``base`` with ``overrides`` applied (not yet validated)."""
     data: dict[str, Any] = base.model_dump()
     rest = {k: v for k, v in overrides.items() if k != "cameras"}
+    if "detector" in rest:
+        data["detector"] = _for_member(data["detector"], rest["detector"], _DETECTOR)
     data = merge_patch(data, rest)
     camera_patches = overrides.get("cameras") or {}
     if camera_patches:

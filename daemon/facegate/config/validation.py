@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from facegate.config.capture import SOURCE_TYPES
 from facegate.config.redaction import redact_text
 from facegate.errors import ConfigError
 
@@ -90,7 +91,14 @@ def clean_path(data: Any, loc: Loc, *, missing: bool = False) -> Loc:
     """Follow ``loc`` through the input ``data``; drops pydantic's union-member tags and anything
     below a scalar (union member names). With ``missing`` the last element is a key absent from the
     input and is kept."""
+    return _follow(data, loc, missing=missing)[0]
+
+
+def _follow(data: Any, loc: Loc, *, missing: bool) -> tuple[Loc, tuple[str, str] | None]:
+    """:func:`clean_path`, and the last union member the location went through as ``(field, tag)``
+    (``("detector", "mtcnn")``), so a message can name the detector or source whose option it is."""
     path: list[str | int] = []
+    member: tuple[str, str] | None = None
     node = data
     for i, elem in enumerate(loc):
         if isinstance(node, dict) and isinstance(elem, str):
@@ -100,13 +108,14 @@ def clean_path(data: Any, loc: Loc, *, missing: bool = False) -> Loc:
             elif missing and i == len(loc) - 1:
                 path.append(elem)
                 break
-            # else: a discriminated-union tag such as "replay"
+            elif path and isinstance(path[-1], str):
+                member = (path[-1], elem)  # a discriminated-union tag such as "replay"
         elif isinstance(node, (list, tuple)) and isinstance(elem, int) and 0 <= elem < len(node):
             path.append(elem)
             node = node[elem]
         else:
             break
-    return tuple(path)
+    return tuple(path), member
 
 
 def from_pydantic(
@@ -119,26 +128,33 @@ def from_pydantic(
     """Translate a pydantic error into field errors. ``locate`` maps a cleaned path to its position and
     echo permission. Errors at one path (one per union member) are merged into one message."""
     merged: dict[Loc, tuple[Located, list[str], str, str | None]] = {}
-    for item in err.errors(include_url=False, include_context=False):
+    for item in err.errors(include_url=False):
         kind = str(item["type"])
-        path = clean_path(data, tuple(item["loc"]), missing=kind == "missing")
+        path, member = _follow(data, tuple(item["loc"]), missing=kind == "missing")
         msg = str(item["msg"])
         if kind in _TAG_ERRORS:
-            path = (*path, "type")
+            ctx = item.get("ctx") or {}
+            field = str(ctx.get("discriminator", "'type'")).strip("'")
+            expected = ctx.get("expected_tags") or ", ".join(repr(t) for t in SOURCE_TYPES)
+            path = (*path, field)
             tag = item.get("input")
             msg = (
-                "missing 'type'"
+                f"missing {field!r}"
                 if kind == "union_tag_not_found"
-                else f"unknown type {tag.get('type')!r}"
+                else f"unknown {field} {tag.get(field)!r}"
                 if isinstance(tag, dict)
                 else msg
-            ) + "; expected one of 'replay', 'opencv', 'picamera2'"
+            ) + f"; expected one of {expected}"
+        elif kind == "extra_forbidden" and member is not None:
+            msg = f"unknown key: not an option of {member[0]} {member[1]!r}"
         elif kind == "extra_forbidden":
             msg = "unknown key"
         elif kind == "missing":
             msg = "required key is missing"
         else:
             msg = msg.removeprefix("Value error, ")
+            if member is not None:
+                msg = f"{member[0]} {member[1]!r}: {msg}"
         if path in merged:
             messages = merged[path][1]
             if msg not in messages:

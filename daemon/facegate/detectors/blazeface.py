@@ -18,18 +18,19 @@ keypoint names) comes from the model's manifest ``decoder`` block, validated by
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facegate.detectors.base import FaceDetector
 from facegate.detectors.letterbox import Letterbox, letterbox
 from facegate.detectors.nms import Suppressed, hard_nms, weighted_nms
+from facegate.detectors.options import BlazeFaceFullOptions, BlazeFaceOptions
 from facegate.detectors.ssd_anchors import AnchorSpec, ssd_anchors
-from facegate.errors import ConfigError, ImageError, ModelError
+from facegate.errors import ImageError, ModelError
 from facegate.inference.manifest import ModelManifest, ModelZoo, NormalisationSpec, default_zoo, verify_file
 from facegate.inference.tflite import TfliteModel
 from facegate.types import LANDMARK_NAMES, Box, FaceDetection, FloatArray, ImageBGR
@@ -106,22 +107,6 @@ class BlazeFaceDecoder(_Strict):
         if any(s <= 0 for s in self.coordinate_scale):
             raise ValueError(f"coordinate_scale must be positive, got {list(self.coordinate_scale)}")
         return self
-
-
-class BlazeFaceOptions(_Strict):
-    """User options of the BlazeFace detectors (config ``detector:`` block / ``build_detector`` kwargs)."""
-
-    score_threshold: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="minimum face score; default: the manifest's min_score"
-    )
-    max_faces: int | None = Field(default=None, ge=1, description="keep at most this many faces (best first)")
-    min_face_size: float = Field(
-        default=0.0,
-        ge=0.0,
-        validation_alias=AliasChoices("min_face_size", "min_face_px"),
-        description="drop faces whose box is narrower or shorter than this, source pixels (alias min_face_px)",
-    )
-    variant: str | None = Field(default=None, description="model variant, e.g. fp16 or int8; default: the manifest's")
 
 
 def parse_decoder(manifest: ModelManifest) -> BlazeFaceDecoder:
@@ -202,7 +187,7 @@ class BlazeFaceDetector(FaceDetector):
         *,
         name: str = "mediapipe",
         num_threads: int = 1,
-        options: BlazeFaceOptions | None = None,
+        options: BlazeFaceOptions | BlazeFaceFullOptions | None = None,
     ) -> None:
         self.name = name
         self.manifest = manifest
@@ -268,7 +253,7 @@ class BlazeFaceDetector(FaceDetector):
         faces: list[FaceDetection] = []
         for i in range(corners.shape[0]):
             x1, y1, x2, y2 = (float(v) for v in corners[i])
-            if min(x2 - x1, y2 - y1) < self.options.min_face_size:
+            if min(x2 - x1, y2 - y1) < self.options.min_face_px:
                 continue
             box = Box(max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2))
             if box.width <= 0 or box.height <= 0:
@@ -281,28 +266,14 @@ class BlazeFaceDetector(FaceDetector):
 
 
 def build_blazeface(
-    name: str, *, num_threads: int = 1, zoo: ModelZoo | None = None, **options: Any
+    options: BlazeFaceOptions | BlazeFaceFullOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None
 ) -> BlazeFaceDetector:
-    """The detector registered as ``name`` ("mediapipe" or "mediapipe_full"); options as in
-    :class:`BlazeFaceOptions`. Raises :class:`ConfigError` for bad options and
-    :class:`~facegate.errors.ModelNotInstalledError` for a variant that is not installed."""
-    try:
-        opts = BlazeFaceOptions.model_validate(options)
-    except ValidationError as err:
-        raise ConfigError(f"detector {name!r}: invalid options: {err}") from err
-    manifest = (zoo or default_zoo()).family("detector", FAMILIES[name], opts.variant)
+    """The BlazeFace detector its options name ("mediapipe" short range, "mediapipe_full" full range).
+    Raises :class:`~facegate.errors.ModelNotInstalledError` for a variant that is not installed."""
+    name = options.backend
+    manifest = (zoo or default_zoo()).family("detector", FAMILIES[name], options.variant)
     logger.debug("detector %s uses %s", name, manifest.name)
-    return BlazeFaceDetector(manifest, name=name, num_threads=num_threads, options=opts)
-
-
-def build_short_range(*, num_threads: int = 1, **options: Any) -> BlazeFaceDetector:
-    """BlazeFace short range ("mediapipe"): faces filling a good part of the frame."""
-    return build_blazeface("mediapipe", num_threads=num_threads, **options)
-
-
-def build_full_range(*, num_threads: int = 1, **options: Any) -> BlazeFaceDetector:
-    """BlazeFace full range ("mediapipe_full"): small faces in large frames."""
-    return build_blazeface("mediapipe_full", num_threads=num_threads, **options)
+    return BlazeFaceDetector(manifest, name=name, num_threads=num_threads, options=options)
 
 
 __all__ = [
@@ -312,8 +283,6 @@ __all__ = [
     "BlazeFaceOptions",
     "anchor_spec",
     "build_blazeface",
-    "build_full_range",
-    "build_short_range",
     "decode_boxes",
     "parse_decoder",
     "sigmoid_scores",

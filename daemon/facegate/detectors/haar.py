@@ -23,11 +23,12 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facegate.detectors.base import FaceDetector
 from facegate.detectors.box_eyes import EyeFractions, eyes_from_box
-from facegate.errors import ConfigError, ImageError, ModelError
+from facegate.detectors.options import HaarOptions
+from facegate.errors import ImageError, ModelError
 from facegate.inference.manifest import ModelManifest, ModelZoo, default_zoo, verify_file
 from facegate.types import Box, FaceDetection, FloatArray, ImageBGR
 
@@ -68,22 +69,6 @@ class HaarDecoder(_Strict):
     min_size: int = Field(ge=1, description="smallest face searched, pixels (square)")
     eyes: EyeSearch
     eye_fallback: EyeFractions
-
-
-class HaarOptions(_Strict):
-    """User options of the "opencv" detector."""
-
-    score_threshold: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="minimum score (logistic of the cascade's final stage weight)"
-    )
-    max_faces: int | None = Field(default=None, ge=1)
-    min_face_size: float = Field(
-        default=0.0, ge=0.0, validation_alias=AliasChoices("min_face_size", "min_face_px"),
-        description="drop faces narrower than this, source pixels",
-    )
-    variant: str | None = Field(default=None, description="manifest variant; the cascades have one")
-    min_neighbors: int | None = Field(default=None, ge=0, description="override the manifest's minNeighbors")
-    detect_eyes: bool = Field(default=True, description="run the eye cascade (else box-geometry eyes only)")
 
 
 def parse_decoder(manifest: ModelManifest) -> HaarDecoder:
@@ -174,7 +159,7 @@ class HaarDetector(FaceDetector):
         )
         faces: list[FaceDetection] = []
         for score, (x, y, w, h) in scored:
-            if score < self.options.score_threshold or min(w, h) < self.options.min_face_size:
+            if score < self.options.score_threshold or min(w, h) < self.options.min_face_px:
                 continue
             box = Box(float(x), float(y), float(x + w), float(y + h))
             eyes = self.find_eyes(gray, (x, y, w, h)) if self.options.detect_eyes else None
@@ -187,18 +172,14 @@ class HaarDetector(FaceDetector):
         return faces
 
 
-def build(*, num_threads: int = 1, zoo: ModelZoo | None = None, **options: Any) -> HaarDetector:
+def build(options: HaarOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None) -> HaarDetector:
     """The "opencv" detector (``num_threads`` is ignored: OpenCV's cascade uses its own thread pool,
     bounded process-wide by ``cv2.setNumThreads``)."""
     del num_threads
-    try:
-        opts = HaarOptions.model_validate(options)
-    except ValidationError as err:
-        raise ConfigError(f"detector 'opencv': invalid options: {err}") from err
     zoo = zoo or default_zoo()
-    face = zoo.family("detector", FAMILY, opts.variant)
+    face = zoo.family("detector", FAMILY, options.variant)
     eyes = zoo.get(parse_decoder(face).eyes.manifest)
-    return HaarDetector(face, eyes, options=opts)
+    return HaarDetector(face, eyes, options=options)
 
 
 __all__ = ["EYES_FAMILY", "FAMILY", "EyeSearch", "HaarDecoder", "HaarDetector", "HaarOptions", "build", "parse_decoder"]

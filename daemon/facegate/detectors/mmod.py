@@ -20,15 +20,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facegate.detectors.base import FaceDetector
 from facegate.detectors.box_eyes import EyeFractions, eyes_from_box
-from facegate.errors import ConfigError, ImageError, ModelError
+from facegate.detectors.options import MmodOptions
+from facegate.errors import ImageError, ModelError
 from facegate.inference.manifest import ModelManifest, ModelZoo, default_zoo, verify_file
 from facegate.inference.tflite import TfliteModel
 from facegate.types import Box, FaceDetection, ImageBGR
@@ -59,16 +59,6 @@ class MmodDecoder(_Strict):
     nms_iou: float = Field(gt=0.0, le=1.0)
     nms_covered: float = Field(gt=0.0, le=1.0, description="suppress when the overlap covers this much of a box")
     eye_fallback: EyeFractions
-
-
-class MmodOptions(_Strict):
-    """User options of the "dlib" detector."""
-
-    score_threshold: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="minimum score (logistic of dlib's confidence); default 0.5")
-    max_faces: int | None = Field(default=None, ge=1)
-    min_face_size: float = Field(default=0.0, ge=0.0, validation_alias=AliasChoices("min_face_size", "min_face_px"))
-    variant: str | None = None
 
 
 def parse_decoder(manifest: ModelManifest) -> MmodDecoder:
@@ -279,7 +269,7 @@ class MmodDetector(FaceDetector):
         for rect, raw in kept:
             # dlib's inclusive integer corners -> corner-origin box
             x1, y1, x2, y2 = float(rect.left), float(rect.top), float(rect.right + 1), float(rect.bottom + 1)
-            if min(x2 - x1, y2 - y1) < self.options.min_face_size:
+            if min(x2 - x1, y2 - y1) < self.options.min_face_px:
                 continue
             box = Box(max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
             if box.width <= 0 or box.height <= 0:
@@ -302,14 +292,10 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def build(*, num_threads: int = 1, zoo: ModelZoo | None = None, **options: Any) -> MmodDetector:
-    """The "dlib" detector; options as in :class:`MmodOptions`."""
-    try:
-        opts = MmodOptions.model_validate(options)
-    except ValidationError as err:
-        raise ConfigError(f"detector 'dlib': invalid options: {err}") from err
-    manifest = (zoo or default_zoo()).family("detector", FAMILY, opts.variant)
-    return MmodDetector(manifest, num_threads=num_threads, options=opts)
+def build(options: MmodOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None) -> MmodDetector:
+    """The "dlib" detector."""
+    manifest = (zoo or default_zoo()).family("detector", FAMILY, options.variant)
+    return MmodDetector(manifest, num_threads=num_threads, options=options)
 
 
 __all__ = ["FAMILY", "MmodDecoder", "MmodDetector", "MmodOptions", "Rect", "TiledPyramid", "build", "overlaps"]

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facegate.detectors.base import FaceDetector
-from facegate.errors import ConfigError, ImageError, ModelError
+from facegate.detectors.options import MtcnnOptions
+from facegate.errors import ImageError, ModelError
 from facegate.inference.manifest import ModelManifest, ModelZoo, default_zoo, verify_file
 from facegate.inference.tflite import TfliteModel
 from facegate.types import LANDMARK_NAMES, Box, FaceDetection, ImageBGR
@@ -68,19 +69,6 @@ class MtcnnDecoder(_Strict):
         if unknown or "right_eye" not in self.keypoint_names or "left_eye" not in self.keypoint_names:
             raise ValueError(f"keypoint_names {list(self.keypoint_names)} must be LANDMARK_NAMES with both eyes")
         return self
-
-
-class MtcnnOptions(_Strict):
-    """User options of the "mtcnn" detector."""
-
-    score_threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="O-Net threshold override")
-    max_faces: int | None = Field(default=None, ge=1)
-    min_face_size: float = Field(
-        default=0.0, ge=0.0, validation_alias=AliasChoices("min_face_size", "min_face_px"),
-        description="drop faces narrower than this, source pixels (the pyramid's own minimum is the manifest's)",
-    )
-    variant: str | None = None
-    pyramid_min_face: float | None = Field(default=None, gt=0.0, description="override the pyramid's min face size")
 
 
 def parse_decoder(manifest: ModelManifest) -> MtcnnDecoder:
@@ -330,7 +318,7 @@ class MtcnnDetector(FaceDetector):
         faces: list[FaceDetection] = []
         for i in range(boxes.shape[0]):
             x1, y1, x2, y2, score = (float(v) for v in boxes[i])
-            if min(x2 - x1, y2 - y1) < self.options.min_face_size:
+            if min(x2 - x1, y2 - y1) < self.options.min_face_px:
                 continue
             box = Box(max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
             if box.width <= 0 or box.height <= 0:
@@ -342,16 +330,12 @@ class MtcnnDetector(FaceDetector):
         return faces
 
 
-def build(*, num_threads: int = 1, zoo: ModelZoo | None = None, **options: Any) -> MtcnnDetector:
-    """The "mtcnn" detector; options as in :class:`MtcnnOptions`."""
-    try:
-        opts = MtcnnOptions.model_validate(options)
-    except ValidationError as err:
-        raise ConfigError(f"detector 'mtcnn': invalid options: {err}") from err
+def build(options: MtcnnOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None) -> MtcnnDetector:
+    """The "mtcnn" detector."""
     zoo = zoo or default_zoo()
-    pnet = zoo.family("detector", FAMILY, opts.variant)
+    pnet = zoo.family("detector", FAMILY, options.variant)
     decoder = parse_decoder(pnet)
-    return MtcnnDetector(pnet, zoo.get(decoder.rnet), zoo.get(decoder.onet), num_threads=num_threads, options=opts)
+    return MtcnnDetector(pnet, zoo.get(decoder.rnet), zoo.get(decoder.onet), num_threads=num_threads, options=options)
 
 
 __all__ = ["FAMILY", "MtcnnDecoder", "MtcnnDetector", "MtcnnOptions", "build", "crops", "nms", "regress", "square"]

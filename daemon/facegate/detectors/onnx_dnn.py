@@ -26,11 +26,11 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from facegate.detectors.base import FaceDetector
 from facegate.detectors.letterbox import letterbox
 from facegate.detectors.nms import hard_nms
+from facegate.detectors.options import DetectorOptions, HaarOptions, RetinaFaceOptions, SsdOptions, YunetOptions
 from facegate.errors import ConfigError, ImageError, ModelError, ModelNotInstalledError
 from facegate.inference.manifest import ModelManifest, ModelZoo, default_zoo, verify_file
 from facegate.types import Box, FaceDetection, FloatArray, ImageBGR
@@ -40,17 +40,6 @@ logger = logging.getLogger(__name__)
 IMPORTABLE = ("ssd", "yunet", "retinaface")
 RETINAFACE_PROBE = 640
 YUNET_POINTS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
-
-
-class DetectorOptions(BaseModel):
-    """User options shared by the imported detectors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_faces: int | None = Field(default=None, ge=1)
-    min_face_size: float = Field(default=0.0, ge=0.0, validation_alias=AliasChoices("min_face_size", "min_face_px"))
-    variant: str | None = None
 
 
 # -- file checks (import time) ---------------------------------------------------------------------
@@ -207,7 +196,7 @@ class _Base(FaceDetector):
                                else manifest.decoder.get("min_score", 0.5))
 
     def _finish(self, faces: list[FaceDetection]) -> list[FaceDetection]:
-        faces = [f for f in faces if min(f.box.width, f.box.height) >= self.options.min_face_size]
+        faces = [f for f in faces if min(f.box.width, f.box.height) >= self.options.min_face_px]
         faces.sort(key=lambda f: -f.score)
         return faces[: self.options.max_faces] if self.options.max_faces is not None else faces
 
@@ -219,14 +208,14 @@ class SsdDetector(_Base):
 
     def __init__(self, manifest: ModelManifest, *, num_threads: int = 1, options: DetectorOptions | None = None,
                  zoo: ModelZoo | None = None) -> None:
-        super().__init__(manifest, options or DetectorOptions())
+        super().__init__(manifest, options or SsdOptions())
         if manifest.input is None:
             raise ModelError(f"manifest {manifest.name} has no input spec")
         self.width, self.height = manifest.input.width, manifest.input.height
         self._runner = _Runner(manifest, num_threads)
         from facegate.detectors.haar import build as build_haar
 
-        self._eyes = build_haar(zoo=zoo)
+        self._eyes = build_haar(HaarOptions(), zoo=zoo)
 
     def detect(self, image: ImageBGR) -> list[FaceDetection]:
         _check_image(self.name, image)
@@ -260,7 +249,7 @@ class YunetDetector(_Base):
 
     def __init__(self, manifest: ModelManifest, *, num_threads: int = 1,
                  options: DetectorOptions | None = None) -> None:
-        super().__init__(manifest, options or DetectorOptions())
+        super().__init__(manifest, options or YunetOptions())
         del num_threads
         d = manifest.decoder
         try:
@@ -295,7 +284,7 @@ class RetinaFaceDetector(_Base):
 
     def __init__(self, manifest: ModelManifest, *, num_threads: int = 1,
                  options: DetectorOptions | None = None) -> None:
-        super().__init__(manifest, options or DetectorOptions())
+        super().__init__(manifest, options or RetinaFaceOptions())
         spec = manifest.input
         if spec is None:
             raise ModelError(f"manifest {manifest.name} has no input spec")
@@ -355,31 +344,22 @@ def _manifest(name: str, zoo: ModelZoo | None, variant: str | None) -> ModelMani
         ) from err
 
 
-def _options(name: str, options: dict[str, Any]) -> DetectorOptions:
-    try:
-        return DetectorOptions.model_validate(options)
-    except ValidationError as err:
-        raise ConfigError(f"detector {name!r}: invalid options: {err}") from err
+def build_ssd(options: SsdOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None) -> SsdDetector:
+    return SsdDetector(_manifest("ssd", zoo, options.variant), num_threads=num_threads, options=options, zoo=zoo)
 
 
-def build_ssd(*, num_threads: int = 1, zoo: ModelZoo | None = None, **options: Any) -> SsdDetector:
-    opts = _options("ssd", options)
-    return SsdDetector(_manifest("ssd", zoo, opts.variant), num_threads=num_threads, options=opts, zoo=zoo)
+def build_yunet(options: YunetOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None) -> YunetDetector:
+    return YunetDetector(_manifest("yunet", zoo, options.variant), num_threads=num_threads, options=options)
 
 
-def build_yunet(*, num_threads: int = 1, zoo: ModelZoo | None = None, **options: Any) -> YunetDetector:
-    opts = _options("yunet", options)
-    return YunetDetector(_manifest("yunet", zoo, opts.variant), num_threads=num_threads, options=opts)
-
-
-def build_retinaface(*, num_threads: int = 1, zoo: ModelZoo | None = None, **options: Any) -> RetinaFaceDetector:
-    opts = _options("retinaface", options)
-    return RetinaFaceDetector(_manifest("retinaface", zoo, opts.variant), num_threads=num_threads, options=opts)
+def build_retinaface(
+    options: RetinaFaceOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None
+) -> RetinaFaceDetector:
+    return RetinaFaceDetector(_manifest("retinaface", zoo, options.variant), num_threads=num_threads, options=options)
 
 
 __all__ = [
     "IMPORTABLE",
-    "DetectorOptions",
     "RetinaFaceDetector",
     "SsdDetector",
     "YunetDetector",

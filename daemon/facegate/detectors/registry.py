@@ -1,4 +1,4 @@
-"""Detector names -> factories, and :func:`build_detector`.
+"""Detector names -> factories, built from the options models of :mod:`facegate.detectors.options`.
 
 Names equal the YAML ``detector.backend`` values and the API's ``detector_backend`` strings.
 Implementations are imported only when their name is built.
@@ -11,39 +11,80 @@ explaining that.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import ValidationError
 
 from facegate.detectors.base import FaceDetector
+from facegate.detectors.options import DEFAULT_DETECTOR, DETECTOR_TYPES, DetectorOptions
+from facegate.errors import ConfigError
 from facegate.registry import Registry
 
-#: ``factory(*, num_threads: int = 1, **options) -> FaceDetector``
-DetectorFactory = Callable[..., FaceDetector]
+if TYPE_CHECKING:
+    from facegate.inference.manifest import ModelZoo
 
-DEFAULT_DETECTOR = "mediapipe"
+
+class DetectorFactory(Protocol):
+    """What a detector plugin's ``implementation`` names: its validated options in, a ready detector out."""
+
+    def __call__(
+        self, options: DetectorOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None
+    ) -> FaceDetector: ...
+
 
 DETECTORS: Registry[DetectorFactory] = Registry("detector")
-DETECTORS.register_lazy("mediapipe", "facegate.detectors.blazeface:build_short_range")
-DETECTORS.register_lazy("mediapipe_full", "facegate.detectors.blazeface:build_full_range")
-DETECTORS.register_lazy("skip", "facegate.detectors.skip:build")
-DETECTORS.register_lazy("opencv", "facegate.detectors.haar:build")
-DETECTORS.register_lazy("mtcnn", "facegate.detectors.mtcnn:build")
-DETECTORS.register_lazy("dlib", "facegate.detectors.mmod:build")
-DETECTORS.register_lazy("ssd", "facegate.detectors.onnx_dnn:build_ssd")
-DETECTORS.register_lazy("retinaface", "facegate.detectors.onnx_dnn:build_retinaface")
-DETECTORS.register_lazy("yunet", "facegate.detectors.onnx_dnn:build_yunet")
+for _key, _options in DETECTOR_TYPES.items():
+    DETECTORS.register_lazy(_key, _options.implementation)
 
 
-def build_detector(name: str = DEFAULT_DETECTOR, *, num_threads: int = 1, **options: Any) -> FaceDetector:
-    """A ready detector for ``name`` (case-insensitive).
+def detector_options(name: str = DEFAULT_DETECTOR, options: Mapping[str, object] | None = None) -> DetectorOptions:
+    """The validated options model of detector ``name`` from plain ``options``.
 
-    ``options`` are backend options, validated by the backend (BlazeFace: ``variant``,
-    ``score_threshold``, ``max_faces``, ``min_face_size``). Raises :class:`~facegate.errors.ConfigError`
-    for an unknown name or bad options and :class:`~facegate.errors.ModelNotInstalledError` when the
-    backend's model is not installed.
+    Raises :class:`~facegate.errors.ConfigError` for an unknown name, and for an unknown or mistyped
+    option, naming the detector and the option."""
+    key = DETECTORS.canonical(name)
+    model = DETECTOR_TYPES[key]
+    values = dict(options or {})
+    if "backend" in values:
+        raise ConfigError(f"detector {key!r}: invalid options: 'backend' is the detector's name, not an option")
+    try:
+        return model.model_validate({**values, "backend": key})
+    except ValidationError as err:
+        problems = []
+        for item in err.errors(include_url=False, include_context=False):
+            option = ".".join(str(part) for part in item["loc"]) or "options"
+            if item["type"] == "extra_forbidden":
+                known = ", ".join(n for n in model.model_fields if n != "backend")
+                problems.append(f"{option!r} is not an option of {key!r} (its options: {known})")
+            else:
+                problems.append(f"{option!r}: {str(item['msg']).removeprefix('Value error, ')}")
+        raise ConfigError(f"detector {key!r}: invalid options: {'; '.join(problems)}") from None
+
+
+def create_detector(
+    options: DetectorOptions, *, num_threads: int = 1, zoo: ModelZoo | None = None
+) -> FaceDetector:
+    """The detector its validated options name (the YAML section or :func:`detector_options`'s result)."""
+    return DETECTORS.get(options.backend)(options, num_threads=num_threads, zoo=zoo)
+
+
+def build_detector(
+    name: str = DEFAULT_DETECTOR, *, num_threads: int = 1, zoo: ModelZoo | None = None, **options: object
+) -> FaceDetector:
+    """A ready detector for ``name`` (case-insensitive) with keyword ``options`` of its options model
+    (:mod:`facegate.detectors.options`; e.g. ``variant``, ``score_threshold``, ``max_faces``,
+    ``min_face_px``). Raises :class:`~facegate.errors.ConfigError` for an unknown name or an unknown or
+    mistyped option and :class:`~facegate.errors.ModelNotInstalledError` when the model is not installed.
     """
-    factory = DETECTORS.get(name)
-    return factory(num_threads=num_threads, **options)
+    return create_detector(detector_options(name, options), num_threads=num_threads, zoo=zoo)
 
 
-__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "DetectorFactory", "build_detector"]
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "DETECTORS",
+    "DetectorFactory",
+    "build_detector",
+    "create_detector",
+    "detector_options",
+]

@@ -7,13 +7,17 @@ None too). The aligner resizes such a box into the chip as it is (:func:`facegat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facegate.detectors.base import FaceDetector
-from facegate.errors import ConfigError, ImageError
+from facegate.detectors.options import SkipOptions
+from facegate.errors import ImageError
 from facegate.types import Box, FaceDetection, ImageBGR
+
+if TYPE_CHECKING:
+    from facegate.inference.manifest import ModelZoo
 
 
 class SkipDetector(FaceDetector):
@@ -34,18 +38,11 @@ def whole_image_detection(image: ImageBGR) -> FaceDetection:
                          landmark_names=(), detector="skip")
 
 
-#: options every detector accepts; "skip" has nothing to tune, so it accepts and ignores them
-IGNORED_OPTIONS = frozenset({"variant", "score_threshold", "max_faces", "min_face_size", "min_face_px"})
-
-
-def build(*, num_threads: int = 1, **options: Any) -> SkipDetector:
-    """The "skip" detector. ``num_threads`` and the common detector options are accepted and ignored
-    (so one config works with every backend); anything else is a :class:`ConfigError`."""
-    del num_threads
-    unknown = sorted(set(options) - IGNORED_OPTIONS)
-    if unknown:
-        raise ConfigError(f"detector 'skip' has no options {unknown}; it accepts only {sorted(IGNORED_OPTIONS)}")
+def build(options: SkipOptions, /, *, num_threads: int = 1, zoo: ModelZoo | None = None) -> SkipDetector:
+    """The "skip" detector. Its options are the common ones, accepted and ignored (so one config works
+    with every backend), like ``num_threads`` and ``zoo``."""
+    del options, num_threads, zoo
     return SkipDetector()
 
 
-__all__ = ["IGNORED_OPTIONS", "SkipDetector", "build", "whole_image_detection"]
+__all__ = ["SkipDetector", "build", "whole_image_detection"]
