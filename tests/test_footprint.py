@@ -71,7 +71,7 @@ def _zoo_without_references(tmp_path: Path) -> ModelZoo:
 
 
 def test_without_its_own_cascades_the_opencv_detector_uses_opencvs_identical_copy(tmp_path: Path) -> None:
-    from facegate.detectors.haar import build
+    from facegate.detectors.registry import build_detector
     from facegate.inference.manifest import locate_file, opencv_data_dirs, verify_file
 
     if not any((d / "haarcascade_frontalface_default.xml").is_file() for d in opencv_data_dirs()):
@@ -82,7 +82,7 @@ def test_without_its_own_cascades_the_opencv_detector_uses_opencvs_identical_cop
     path = verify_file(face)  # size and sha256 of OpenCV's file are the manifest's
     assert path.name == "haarcascade_frontalface_default.xml" and path.parent in opencv_data_dirs()
     assert locate_file(zoo.get("haar_eye")).name == "haarcascade_eye.xml"
-    found = build(zoo=zoo).detect(read_bgr(SAMPLES_DIR / "obama.jpg"))
+    found = build_detector("opencv", zoo=zoo).detect(read_bgr(SAMPLES_DIR / "obama.jpg"))
     assert len(found) == 1
 
 
