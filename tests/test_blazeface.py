@@ -17,7 +17,7 @@ from facegate.detectors.blazeface import BlazeFaceDetector, build_blazeface, par
 from facegate.detectors.letterbox import letterbox, prereduced
 from facegate.detectors.nms import hard_nms, iou_matrix, weighted_nms
 from facegate.detectors.options import BlazeFaceFullOptions, BlazeFaceOptions
-from facegate.detectors.registry import build_detector, detector_options
+from facegate.detectors.registry import build_detector, create_detector, detector_options
 from facegate.detectors.ssd_anchors import AnchorSpec, ssd_anchors
 from facegate.errors import ConfigError, ModelError, ModelNotInstalledError
 from facegate.images import load_image
@@ -348,9 +348,14 @@ def test_prereduced_copy_gives_the_same_model_input(astronaut_bgr: ImageBGR, sha
 
 
 def test_input_size_only_without_a_size_filter() -> None:
-    assert build_blazeface("mediapipe").input_size == (128, 128)
-    assert build_blazeface("mediapipe_full").input_size == (192, 192)
-    assert build_blazeface("mediapipe", min_face_size=40).input_size is None  # a filter in source pixels
+    def input_size(name: str, **options: float) -> tuple[int, int] | None:
+        detector = create_detector(detector_options(name, options))
+        assert isinstance(detector, BlazeFaceDetector)
+        return detector.input_size
+
+    assert input_size("mediapipe") == (128, 128)
+    assert input_size("mediapipe_full") == (192, 192)
+    assert input_size("mediapipe", min_face_size=40) is None  # a filter in source pixels
 
 
 # -- evaluation set (../shared/data) --------------------------------------------------------------

@@ -198,7 +198,7 @@ class BlazeFaceDetector(FaceDetector):
             raise ModelError(f"model manifest {manifest.name}: BlazeFace needs a float32 NHWC 3-channel input spec")
         self.width, self.height = spec.width, spec.height
         # a size filter in source pixels would read a reduced copy differently
-        self.input_size = None if self.options.min_face_size else (self.width, self.height)
+        self.input_size = None if self.options.min_face_px else (self.width, self.height)
         self._rgb = spec.colour == "RGB"
         self._lut = _normalisation_lut(manifest.name, spec.normalisation)
         self.anchors = ssd_anchors(anchor_spec(self.decoder, self.width, self.height))
