@@ -1,16 +1,8 @@
-"""Distances between embeddings and 1:N search of a gallery.
+"""1:N search of a gallery: one matrix-vector product over precomputed unit rows and norms.
 
-Metrics (all "smaller is closer"):
-
-* ``cosine``: ``1 - cos(a, b)``, in [0, 2];
-* ``euclidean``: ``||a - b||`` on the raw vectors;
-* ``euclidean_l2``: ``||a/|a| - b/|b|||`` = ``sqrt(2 - 2 cos)``, in [0, 2];
-* ``angular``: ``arccos(clip(cos, -1, 1)) / pi``, in [0, 1].
-
-Everything is one matrix-vector product: ``euclidean`` is expanded as
-``||a||^2 + ||b||^2 - 2 a.b`` with precomputed norms and clipped at 0. Near zero the expansion loses
-precision to cancellation (float32: up to ~1e-3 times the vectors' norm), far below any decision
-threshold; the 1:1 :func:`distance` is computed directly in float64.
+The metrics are in :mod:`facegate.metrics` and the snapshot types in :mod:`facegate.gallery_snapshot`
+(both re-exported here); ``euclidean`` is expanded as ``||a||^2 + ||b||^2 - 2 a.b`` with the norms
+precomputed per snapshot.
 
 Storage choice (measured with ``facegate.bench.gallery``, see its docstring): the :class:`Matcher`
 keeps the gallery as **float32**. numpy has no float16 BLAS, so a float16 matrix must be up-cast chunk
@@ -38,184 +30,28 @@ import itertools
 import logging
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facegate.errors import ConfigError, EmbeddingError
-from facegate.types import METRICS, Candidate, Embedding, FloatArray, MatchResult, Metric
+from facegate.gallery_snapshot import ArrayGallery, GallerySnapshot, GallerySource, IntArray
+from facegate.metrics import EPS, check_metric, cos_to_distance, distance, distances, l2_normalize
+from facegate.types import Candidate, Embedding, FloatArray, MatchResult, Metric
 
 logger = logging.getLogger(__name__)
 
 Storage = Literal["float32", "float16"]
 Aggregate = Literal["min", "mean"]
-IntArray = NDArray[np.int64]
 
 #: rows per up-cast block when the matrix is stored as float16 (a 2 MB float32 temporary at D=128)
 _F16_BLOCK = 4096
 #: below this many rows one thread is faster than handing work to others
 _PARALLEL_MIN_ROWS = 50_000
-_EPS = np.float32(1e-12)
-
-
-def check_metric(metric: str) -> Metric:
-    """``metric`` if it is one of :data:`facegate.types.METRICS`, else :class:`ConfigError`."""
-    for name in METRICS:
-        if metric == name:
-            return name
-    raise ConfigError(f"unknown distance metric {metric!r}; valid: {', '.join(METRICS)}")
-
-
-def l2_normalize(x: NDArray[np.floating], axis: int = -1) -> FloatArray:
-    """``x / ||x||`` along ``axis`` as float32; zero vectors stay zero."""
-    arr = np.asarray(x, dtype=np.float32)
-    norms = np.sqrt(np.sum(arr * arr, axis=axis, keepdims=True, dtype=np.float32))
-    out: FloatArray = arr / np.maximum(norms, _EPS)
-    return out
-
-
-def _cos_to_distance(cos: FloatArray, metric: Metric) -> FloatArray:
-    """Distances from cosines for the normalised metrics (not ``euclidean``)."""
-    if metric == "cosine":
-        out: FloatArray = (np.float32(1.0) - cos).astype(np.float32, copy=False)
-    elif metric == "euclidean_l2":
-        out = np.sqrt(np.maximum(np.float32(2.0) - np.float32(2.0) * cos, np.float32(0.0)))
-    else:  # angular
-        out = (np.arccos(np.clip(cos, -1.0, 1.0)) / np.pi).astype(np.float32)
-    return out.astype(np.float32, copy=False)
-
-
-def distances(probe: NDArray[np.floating], matrix: NDArray[np.floating], metric: str = "cosine") -> FloatArray:
-    """Distances ``(N,)`` float32 from ``probe`` ``(D,)`` to every row of ``matrix`` ``(N, D)``.
-
-    One matrix-vector product; norms are computed here (the :class:`Matcher` precomputes them).
-    Raises :class:`EmbeddingError` on mismatched shapes, :class:`ConfigError` on an unknown metric.
-    """
-    name = check_metric(metric)
-    p = np.asarray(probe, dtype=np.float32)
-    m = np.asarray(matrix, dtype=np.float32)
-    if p.ndim != 1 or m.ndim != 2 or m.shape[1] != p.shape[0]:
-        raise EmbeddingError(f"cannot compare a probe of shape {p.shape} with a matrix of shape {m.shape}")
-    dots = np.einsum("ij,j->i", m, p)  # not BLAS: see _dot_rows
-    pp = np.float32(np.dot(p, p))
-    mm = np.einsum("ij,ij->i", m, m, dtype=np.float32)
-    if name == "euclidean":
-        out: FloatArray = np.sqrt(np.maximum(mm + pp - np.float32(2.0) * dots, np.float32(0.0)))
-        return out.astype(np.float32, copy=False)
-    cos = dots / np.maximum(np.sqrt(mm) * np.sqrt(pp), _EPS)
-    return _cos_to_distance(cos.astype(np.float32, copy=False), name)
-
-
-def distance(a: NDArray[np.floating], b: NDArray[np.floating], metric: str = "cosine") -> float:
-    """1:1 distance between two vectors ``(D,)`` (computed in float64 for an exact verify)."""
-    name = check_metric(metric)
-    x = np.asarray(a, dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
-    if x.ndim != 1 or x.shape != y.shape:
-        raise EmbeddingError(f"cannot compare embeddings of shapes {x.shape} and {y.shape}")
-    if name == "euclidean":
-        return float(np.linalg.norm(x - y))
-    denom = float(np.linalg.norm(x) * np.linalg.norm(y))
-    cos = float(np.dot(x, y)) / denom if denom > 0 else 0.0
-    cos = min(1.0, max(-1.0, cos))
-    if name == "cosine":
-        return 1.0 - cos
-    if name == "euclidean_l2":
-        return math.sqrt(max(0.0, 2.0 - 2.0 * cos))
-    return math.acos(cos) / math.pi
-
-
-@dataclass(frozen=True, slots=True)
-class GallerySnapshot:
-    """The embeddings of one model at one gallery revision, as the :class:`Matcher` consumes them.
-
-    ``matrix`` is ``(N, D)`` float32 with rows grouped by person; ``row_person`` ``(N,)`` int64 indexes
-    ``person_ids``/``names`` and is non-decreasing. ``dim`` is 0 for an empty snapshot.
-    """
-
-    revision: int
-    model_id: str
-    dim: int
-    person_ids: tuple[str, ...]
-    names: tuple[str, ...]
-    row_person: IntArray
-    matrix: FloatArray
-
-    @property
-    def size(self) -> int:
-        return int(self.matrix.shape[0])
-
-    @classmethod
-    def from_rows(
-        cls,
-        row_person_ids: Sequence[str],
-        matrix: NDArray[np.floating],
-        *,
-        model_id: str,
-        names: Mapping[str, str] | None = None,
-        revision: int = 0,
-    ) -> GallerySnapshot:
-        """Build from one person id per row (any order; rows are regrouped stably by person id)."""
-        m = np.asarray(matrix, dtype=np.float32)
-        if m.ndim != 2 or m.shape[0] != len(row_person_ids):
-            raise EmbeddingError(f"matrix of shape {m.shape} does not match {len(row_person_ids)} person ids")
-        if m.shape[0] == 0:
-            return cls.empty(model_id, revision=revision, dim=int(m.shape[1]))
-        ids = np.asarray(row_person_ids, dtype=object)
-        order = np.argsort(ids, kind="stable")
-        uniq, row_person = np.unique(ids[order], return_inverse=True)
-        person_ids = tuple(str(u) for u in uniq)
-        name_map = names or {}
-        return cls(
-            revision=revision,
-            model_id=model_id,
-            dim=int(m.shape[1]),
-            person_ids=person_ids,
-            names=tuple(name_map.get(p, p) for p in person_ids),
-            row_person=row_person.astype(np.int64),
-            matrix=np.ascontiguousarray(m[order]),
-        )
-
-    @classmethod
-    def empty(cls, model_id: str, *, revision: int = 0, dim: int = 0) -> GallerySnapshot:
-        return cls(
-            revision=revision,
-            model_id=model_id,
-            dim=dim,
-            person_ids=(),
-            names=(),
-            row_person=np.zeros(0, dtype=np.int64),
-            matrix=np.zeros((0, dim), dtype=np.float32),
-        )
-
-
-class GallerySource(Protocol):
-    """Anything the :class:`Matcher` can search: a monotonically increasing revision and snapshots."""
-
-    @property
-    def revision(self) -> int: ...
-
-    def snapshot(self, model_id: str) -> GallerySnapshot: ...
-
-
-class ArrayGallery:
-    """An in-memory, immutable :class:`GallerySource` (tests, benchmarks, ad-hoc lists of embeddings)."""
-
-    def __init__(self, snapshot: GallerySnapshot) -> None:
-        self._snapshot = snapshot
-
-    @property
-    def revision(self) -> int:
-        return self._snapshot.revision
-
-    def snapshot(self, model_id: str) -> GallerySnapshot:
-        if model_id != self._snapshot.model_id:
-            return GallerySnapshot.empty(model_id, revision=self._snapshot.revision)
-        return self._snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +80,7 @@ def _prepare(snapshot: GallerySnapshot, storage: Storage) -> _Prepared:
     m = snapshot.matrix
     n = int(m.shape[0])
     norms = np.sqrt(np.einsum("ij,ij->i", m, m, dtype=np.float32)) if n else np.zeros(0, np.float32)
-    unit = m / np.maximum(norms, _EPS)[:, None] if n else m
+    unit = m / np.maximum(norms, EPS)[:, None] if n else m
     rp = snapshot.row_person
     if n and np.any(np.diff(rp) < 0):
         raise EmbeddingError("gallery snapshot rows are not grouped by person")
@@ -521,7 +357,7 @@ class Matcher:
         if metric == "euclidean":
             out: FloatArray = np.sqrt(np.maximum(score, np.float32(0.0))).astype(np.float32)
             return out
-        return _cos_to_distance(-score, metric)
+        return cos_to_distance(-score, metric)
 
 
 __all__ = [

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facegate.errors import ConfigError
-from facegate.matcher import check_metric, distances
+from facegate.metrics import check_metric, distances
 from facegate.types import FloatArray, Metric
 
 logger = logging.getLogger(__name__)

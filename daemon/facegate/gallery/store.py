@@ -55,7 +55,7 @@ from facegate.gallery.schema import (
     person_from_row,
 )
 from facegate.gallery.writer import GalleryWriter
-from facegate.matcher import GallerySnapshot
+from facegate.gallery_snapshot import GallerySnapshot
 from facegate.types import FloatArray
 
 

@@ -15,6 +15,7 @@ from facegate.confidence import calibrated_confidence
 from facegate.engine import FaceEngine
 from facegate.errors import ConfigError, GalleryError
 from facegate.facial_area import FacialArea
+from facegate.gallery_snapshot import GallerySnapshot
 from facegate.images import ImageInput, load_image
 from facegate.library.options import (
     DEFAULT_DETECTOR,
@@ -29,7 +30,6 @@ from facegate.library.options import (
     threshold_for,
 )
 from facegate.library.results import FindMatch, FindResult, FindRow
-from facegate.matcher import GallerySnapshot
 from facegate.operating_point import OPEN_SET_MARGIN
 from facegate.types import Embedding, Metric
 
@@ -225,7 +225,7 @@ def _row_distances(snapshot: GallerySnapshot, vector: NDArray[np.float32], metri
     if function is not None:
         values = [call_distance(function, vector, row) for row in snapshot.matrix]
     else:
-        from facegate.matcher import distances
+        from facegate.metrics import distances
 
         assert metric is not None
         values = [float(v) for v in distances(vector, snapshot.matrix, metric)]

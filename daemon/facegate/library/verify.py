@@ -27,7 +27,7 @@ from facegate.library.options import (
     threshold_for,
 )
 from facegate.library.results import VerifyResult
-from facegate.matcher import distance as metric_distance
+from facegate.metrics import distance as metric_distance
 from facegate.types import Embedding
 
 
