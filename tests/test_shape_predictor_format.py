@@ -45,7 +45,7 @@ def _exact_weights() -> ShapePredictorWeights:
     return parse(src.read_bytes(), source=src.name).weights()
 
 
-def test_the_shipped_file_stores_compact_dtypes_and_loads_as_float32() -> None:
+def test_the_shipped_file_stores_compact_dtypes_and_keeps_them_in_memory() -> None:
     with np.load(_shipped_path(), allow_pickle=False) as npz:
         stored = {name: npz[name].dtype for name in npz.files}
         thresholds = npz["split_thresh"]
@@ -53,9 +53,29 @@ def test_the_shipped_file_stores_compact_dtypes_and_loads_as_float32() -> None:
     assert stored["split_idx"] == np.uint16 and stored["anchor_idx"] == np.uint8
     assert int(thresholds.min()) >= -64 and int(thresholds.max()) <= 63  # dlib draws them from [-64, 64)
     weights = ShapePredictorWeights.load(_shipped_path())
-    for name, dtype in NPZ_ARRAYS.items():
-        assert getattr(weights, name).dtype == np.dtype(dtype), name
+    for name, accepted in NPZ_ARRAYS.items():
+        assert getattr(weights, name).dtype in [np.dtype(a) for a in accepted], name
+    # the thresholds stay int8 in memory (a quarter of float32), the leaves are widened at load
+    assert weights.split_thresh.dtype == np.int8 and weights.leaf_values.dtype == np.float32
+    np.testing.assert_array_equal(weights.leaf_values, np.load(_shipped_path())["leaf_values"].astype(np.float32))
     assert _shipped_path().stat().st_size < 3_000_000
+
+
+def test_int8_thresholds_in_memory_predict_exactly_what_float32_ones_do(samples_dir: Path,
+                                                                        astronaut_bgr: ImageBGR) -> None:
+    compact = ShapePredictorWeights.load(_shipped_path())
+    widened = ShapePredictorWeights(compact.initial_shape, compact.split_idx, compact.split_thresh.astype(np.float32),
+                                    compact.leaf_values, compact.anchor_idx, compact.deltas)
+    lm = ShapePredictorLandmarker()
+    images = [load_image(samples_dir / n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")]
+    checked = 0
+    for image in [*images, astronaut_bgr]:
+        for det in _detections(image):
+            r = lm.rect_for(det)
+            np.testing.assert_array_equal(ShapePredictor(compact).predict(image, r),
+                                          ShapePredictor(widened).predict(image, r))
+            checked += 1
+    assert checked >= 5
 
 
 @pytest.mark.convert
