@@ -18,6 +18,7 @@ from facegate.detectors.options import (
     DETECTOR_TYPES,
     BlazeFaceFullOptions,
     BlazeFaceOptions,
+    DetectorOptions,
     MtcnnOptions,
 )
 from facegate.detectors.registry import DETECTORS, build_detector, create_detector, detector_options
@@ -134,3 +135,23 @@ def test_an_unrelated_patch_does_not_change_the_detector(tmp_path: Path) -> None
     assert isinstance(before, BlazeFaceDetector) and isinstance(after, BlazeFaceDetector)
     assert before.threshold == after.threshold == before.decoder.min_score
     assert before.options.min_face_px == after.options.min_face_px == 0.0
+
+
+def test_resetting_the_backend_to_its_default_drops_the_other_backends_options(tmp_path: Path) -> None:
+    runtime = RuntimeConfig.open(write_config(tmp_path, "backend: mtcnn\npyramid_min_face: 20\nnum_threads: 3\n"),
+                                 environ={})
+    runtime.apply({"detector": {"backend": "opencv", "detect_eyes": False}})
+    runtime.apply({"detector": {"backend": None}})  # null: the built-in default, mediapipe
+    detector = runtime.config.detector
+    assert isinstance(detector, BlazeFaceOptions) and detector.num_threads == 3
+
+
+def test_every_detector_takes_the_common_options_as_they_are() -> None:
+    """Switching backend carries the common values over, so no member may narrow their type or bounds."""
+    for model in DETECTOR_TYPES.values():
+        for name, base in DetectorOptions.model_fields.items():
+            if name != "backend":
+                field = model.model_fields[name]
+                assert (field.annotation, field.default, field.metadata) == (
+                    base.annotation, base.default, base.metadata
+                ), f"{model.__name__}.{name}"

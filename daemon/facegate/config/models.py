@@ -65,7 +65,7 @@ from facegate.config.capture import (
 from facegate.config.mqtt import HomeAssistantConfig, MqttConfig, SpoolConfig, TlsConfig
 from facegate.config.pipeline import DecisionConfig, DetectorConfig, GalleryConfig, GatesConfig, RecognitionConfig
 from facegate.config.security import SecurityConfig
-from facegate.detectors.options import DETECTOR_TYPES, BlazeFaceOptions
+from facegate.detectors.options import DEFAULT_DETECTOR, DETECTOR_TYPES, BlazeFaceOptions
 
 # --------------------------------------------------------------------------------------------- device
 
@@ -247,10 +247,11 @@ def model_class(annotation: Any) -> type[BaseModel] | None:
 @dataclass(frozen=True, slots=True)
 class UnionSection:
     """A section that is one of a plugin kind's options models (a camera's ``source``, the ``detector``):
-    the value of ``key`` names the member, case-insensitively."""
+    the value of ``key`` names the member, case-insensitively; ``default`` is the member without one."""
 
     key: str
     members: Mapping[str, type[BaseModel]]
+    default: str
 
     def member(self, name: object) -> type[BaseModel] | None:
         if not isinstance(name, str):
@@ -265,8 +266,8 @@ class UnionSection:
 
 #: ``(owner section, field)`` -> the plugin union that field holds
 UNION_SECTIONS: dict[tuple[type[BaseModel], str], UnionSection] = {
-    (CameraConfig, "source"): UnionSection("type", SOURCE_TYPES),
-    (FacegateConfig, "detector"): UnionSection("backend", DETECTOR_TYPES),
+    (CameraConfig, "source"): UnionSection("type", SOURCE_TYPES, default="opencv"),
+    (FacegateConfig, "detector"): UnionSection("backend", DETECTOR_TYPES, default=DEFAULT_DETECTOR),
 }
 
 

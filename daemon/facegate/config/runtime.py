@@ -137,6 +137,7 @@ def _check_model(
         elif (union := UNION_SECTIONS.get((cls, key))) is not None and owner is not None and isinstance(value, dict):
             # a plugin's options (camera source, detector): the member the patch names, else the current one
             kind = value.get(union.key, getattr(getattr(owner, key), union.key))
+            kind = union.default if kind is None else kind  # null resets it to the built-in default
             member = union.member(kind)
             if member is None:
                 errors.append(FieldError(
@@ -218,8 +219,10 @@ def _replaces_source(key: str, value: Any) -> bool:
 def _for_member(old: Any, patch: Any, union: UnionSection) -> Any:
     """``old`` section values a ``patch`` naming a plugin member keeps: those that member's options model
     declares (switching ``detector.backend`` keeps the thresholds and threads, drops the old backend's
-    own options, which the new one would reject)."""
-    member = union.member(patch.get(union.key)) if isinstance(patch, dict) else None
+    own options, which the new one would reject; ``null`` names the default member)."""
+    if not isinstance(patch, dict) or union.key not in patch:
+        return old
+    member = union.member(union.default if patch[union.key] is None else patch[union.key])
     if member is None or not isinstance(old, dict):
         return old
     return {k: v for k, v in old.items() if k in member.model_fields}

@@ -104,6 +104,8 @@ class HaarDetector(FaceDetector):
     def __init__(self, face: ModelManifest, eyes: ModelManifest, *, options: HaarOptions | None = None) -> None:
         self.manifest = face
         self.options = options or HaarOptions()
+        # the score is the logistic of the last stage's weight; the cascade itself already decided
+        self.min_score = self.options.score_threshold if self.options.score_threshold is not None else 0.0
         self.decoder = parse_decoder(face)
         self._faces = load_cascade(face)
         self._eyes = load_cascade(eyes)
@@ -159,7 +161,7 @@ class HaarDetector(FaceDetector):
         )
         faces: list[FaceDetection] = []
         for score, (x, y, w, h) in scored:
-            if score < self.options.score_threshold or min(w, h) < self.options.min_face_px:
+            if score < self.min_score or min(w, h) < self.options.min_face_px:
                 continue
             box = Box(float(x), float(y), float(x + w), float(y + h))
             eyes = self.find_eyes(gray, (x, y, w, h)) if self.options.detect_eyes else None

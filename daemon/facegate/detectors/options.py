@@ -28,7 +28,8 @@ def _key(name: str) -> Any:
 
 
 class DetectorOptions(_Section):
-    """Options every detector accepts (``skip`` accepts and ignores them, so one section fits all)."""
+    """Options every detector accepts (``skip`` accepts and ignores them, so one section fits all). A
+    member never narrows them: switching ``backend`` at run time carries their values over as they are."""
 
     #: the factory, ``module:attribute``: ``factory(options, *, num_threads=1, zoo=None) -> FaceDetector``
     implementation: ClassVar[str]
@@ -93,18 +94,12 @@ class BlazeFaceFullOptions(_BlazeFace):
 
 
 class HaarOptions(DetectorOptions):
-    """OpenCV Haar cascades ("opencv")."""
+    """OpenCV Haar cascades ("opencv"); its score is the logistic of the cascade's final stage weight (an
+    unset ``score_threshold`` keeps every face the cascade finds)."""
 
     implementation: ClassVar[str] = "facegate.detectors.haar:build"
 
     backend: Literal["opencv"] = _key("opencv")
-    score_threshold: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1.0,
-        description="minimum score (logistic of the cascade's final stage weight)",
-        json_schema_extra=_DETECTOR,
-    )
     min_neighbors: int | None = Field(
         default=None, ge=0, le=100, description="override the manifest's detectMultiScale minNeighbors",
         json_schema_extra=_DETECTOR,
