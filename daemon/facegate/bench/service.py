@@ -7,6 +7,8 @@
 * peak RSS (``VmHWM``) and steady-state RSS (median ``VmRSS`` once warmed up) of that daemon process
   replaying the same video, split into private and file-backed pages and, from ``/proc/PID/smaps``,
   into what holds them (malloc heap, anonymous mappings, each library, models);
+* resident memory stage by stage (imports, models, replay) in a fresh child process
+  (:mod:`facegate.bench.memory_stages`);
 * peak RSS of ``facegate demo --broker none`` (a child process reporting its own ``VmHWM``).
 
 The default replay is the synthetic demo sequence (public-domain photos, one face per frame); pass a
@@ -236,9 +238,27 @@ def bench_demo_process() -> list[ServiceBenchRow]:
                             "<= 130")]
 
 
+def bench_memory_stages(video: str | None = None) -> list[ServiceBenchRow]:
+    """What each layer of the daemon adds to the resident set, measured in a fresh child process."""
+    from facegate.bench.memory_stages import memory_stages
+
+    stages = memory_stages(video)
+    rows = [ServiceBenchRow("resident memory by stage in a fresh process (VmRSS after it; MB added)", 1,
+                            float("nan"), "", "")]
+    previous = None
+    for stage in stages:
+        added = stage.rss_mb - (previous.rss_mb if previous else 0.0)
+        split = "" if previous is None else (f" (private {stage.anon_mb - previous.anon_mb:+.1f}, "
+                                             f"file-backed {stage.file_mb - previous.file_mb:+.1f})")
+        rows.append(ServiceBenchRow(f"  {stage.stage}: {stage.rss_mb:.1f} MB{split}", 1, round(added, 1), "MB", ""))
+        previous = stage
+    return rows
+
+
 def bench_service(video: str | None = None) -> list[ServiceBenchRow]:
-    return bench_throughput(video) + bench_daemon_process(video) + bench_demo_process()
+    return (bench_throughput(video) + bench_daemon_process(video) + bench_memory_stages(video)
+            + bench_demo_process())
 
 
-__all__ = ["ServiceBenchRow", "bench_daemon_process", "bench_demo_process", "bench_service", "bench_throughput",
-           "memory_breakdown"]
+__all__ = ["ServiceBenchRow", "bench_daemon_process", "bench_demo_process", "bench_memory_stages", "bench_service",
+           "bench_throughput", "memory_breakdown"]

@@ -1,0 +1,190 @@
+"""Where the daemon's memory goes, stage by stage: ``facegate bench --pipeline`` runs this in a child.
+
+A fresh interpreter imports what ``facegate run`` imports, one layer at a time, then builds the models and
+runs frames of a replay through the daemon's pipeline; after each stage it records ``VmRSS``, ``RssAnon``
+and ``RssFile`` from ``/proc/self/status``. The deltas say what each layer costs (imports of libraries
+that the next layer would import anyway are counted where they first happen). Linux only.
+
+Run by hand: ``python -m facegate.bench.memory_stages [VIDEO]`` prints one JSON object per stage.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStage:
+    stage: str
+    rss_mb: float
+    anon_mb: float
+    file_mb: float
+
+
+#: frames of the replay run through the pipeline (the short Hamilton clip has 275)
+FRAMES = 275
+
+
+def _read(capture: Any) -> Any:
+    """The next frame at the benchmark size, ``None`` at the end."""
+    import cv2
+    import numpy as np
+
+    from facegate.bench.service import BENCH_SIZE
+
+    ok, image = capture.read()
+    if not ok:
+        return None
+    if (image.shape[1], image.shape[0]) != BENCH_SIZE:
+        image = cv2.resize(image, BENCH_SIZE, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def _status() -> tuple[float, float, float]:
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            values[key] = int(value.split()[0]) / 1024.0
+    return values.get("VmRSS", float("nan")), values.get("RssAnon", float("nan")), values.get("RssFile", float("nan"))
+
+
+def _stages(video: str | None) -> list[tuple[str, Callable[[dict[str, Any]], None]]]:
+    """``(name, step)`` in order; each step keeps what it built in the shared dict (it stays resident)."""
+
+    def imports(*modules: str) -> Callable[[dict[str, Any]], None]:
+        def step(_state: dict[str, Any]) -> None:
+            import importlib
+
+            for module in modules:
+                importlib.import_module(module)
+
+        return step
+
+    def config(state: dict[str, Any]) -> None:
+        from facegate.config.models import FacegateConfig
+
+        state["config"] = FacegateConfig.model_validate({"cameras": [], "mqtt": {"enabled": False}})
+
+    def detector(state: dict[str, Any]) -> None:
+        from facegate.detectors.registry import build_detector
+        from facegate.service_build import detector_options
+
+        cfg = state["config"]
+        options: dict[str, Any] = dict(detector_options(cfg))  # as FaceEngine builds it for the daemon
+        if cfg.detector.variant is not None:
+            options["variant"] = cfg.detector.variant
+        state["detector"] = build_detector(cfg.detector.backend, **options)
+
+    def embedder(state: dict[str, Any]) -> None:
+        from facegate.embedders.registry import build_embedder
+
+        cfg = state["config"]
+        state["embedder"] = build_embedder(cfg.recognition.model_name, variant=cfg.recognition.variant)
+
+    def aligner(state: dict[str, Any]) -> None:
+        from facegate.align import build_aligner
+
+        state["aligner"] = build_aligner(state["embedder"].alignment)
+
+    def open_video(state: dict[str, Any]) -> None:
+        import cv2
+
+        from facegate.bench.service import _frames
+
+        if video:
+            capture = cv2.VideoCapture(video, cv2.CAP_FFMPEG)
+            if not capture.isOpened():
+                raise FileNotFoundError(video)
+            state["capture"] = capture
+            state["fps"] = capture.get(cv2.CAP_PROP_FPS) or 25.0
+            state["next"] = lambda: _read(capture)
+        else:
+            images, fps = _frames(None)
+            state["fps"] = fps
+            state["next"] = iter(images).__next__
+        state["first"] = state["next"]()
+
+    def frames(state: dict[str, Any]) -> None:
+        import tempfile
+
+        from facegate.gallery.store import SqliteGallery
+        from facegate.matcher import Matcher
+        from facegate.pipeline import Pipeline
+        from facegate.service_build import gate_config, tracker_config, voting_config
+        from facegate.types import Frame
+
+        cfg, embedder, step = state["config"], state["embedder"], 1.0 / state["fps"]
+        with tempfile.TemporaryDirectory() as tmp:
+            gallery = SqliteGallery(Path(tmp) / "gallery.sqlite3", model_id=embedder.model_id)
+            matcher = Matcher(gallery, embedder.model_id, metric="euclidean", threshold=embedder.thresholds)
+            pipeline = Pipeline(state["detector"], state["aligner"], embedder, matcher, gates=gate_config(cfg),
+                                decision_config=voting_config(cfg), tracker_config=tracker_config(cfg))
+            image = state.pop("first")
+            for index in range(FRAMES):
+                if image is None:
+                    break
+                pipeline.step(Frame(image=image, camera="bench", index=index, monotonic=index * step,
+                                    wall=1_700_000_000.0 + index * step))
+                try:
+                    image = state["next"]()
+                except StopIteration:
+                    image = None
+            gallery.close()
+        state["pipeline"] = pipeline
+
+    return [
+        ("Python interpreter", imports()),
+        ("numpy", imports("numpy")),
+        ("OpenCV", imports("cv2")),
+        ("LiteRT", imports("ai_edge_litert.interpreter")),
+        ("PyYAML, pydantic", imports("yaml", "pydantic")),
+        ("paho-mqtt (with ssl / OpenSSL)", imports("paho.mqtt.client")),
+        ("configuration models (pydantic)", imports("facegate.config.models")),
+        ("service, events, remote and CLI modules", imports("facegate.service", "facegate.cli")),
+        ("default configuration validated", config),
+        ("detector model (interpreter, XNNPACK)", detector),
+        ("embedder model (interpreter, XNNPACK packed weights)", embedder),
+        ("landmarks (5-point forest)", aligner),
+        ("replay opened, first frame decoded (ffmpeg)" if video
+         else "replay: the synthetic demo frames generated (held in memory)", open_video),
+        (f"up to {FRAMES} frames decoded and through the pipeline", frames),
+    ]
+
+
+def run_stages(video: str | None) -> None:
+    """Execute the stages in this process, printing one JSON line per stage (the child's side)."""
+    from facegate.memory import tune_allocator
+
+    tune_allocator()  # as ``facegate run`` does first
+    state: dict[str, Any] = {}
+    for name, step in _stages(video):
+        step(state)
+        rss, anon, file = _status()
+        sys.stdout.write(json.dumps({"stage": name, "rss": rss, "anon": anon, "file": file}) + "\n")
+        sys.stdout.flush()
+
+
+def memory_stages(video: str | None = None) -> list[MemoryStage]:
+    """The stages measured in a fresh child interpreter (empty when the child fails)."""
+    args = [sys.executable, "-m", "facegate.bench.memory_stages", *([video] if video else [])]
+    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600)
+    rows = []
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            item = json.loads(line)
+            rows.append(MemoryStage(item["stage"], item["rss"], item["anon"], item["file"]))
+    return rows
+
+
+if __name__ == "__main__":
+    run_stages(sys.argv[1] if len(sys.argv) > 1 else None)
+
+
+__all__ = ["MemoryStage", "memory_stages", "run_stages"]
