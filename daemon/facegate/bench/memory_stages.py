@@ -73,14 +73,11 @@ def _stages(video: str | None) -> list[tuple[str, Callable[[dict[str, Any]], Non
         state["config"] = FacegateConfig.model_validate({"cameras": [], "mqtt": {"enabled": False}})
 
     def detector(state: dict[str, Any]) -> None:
-        from facegate.detectors.registry import build_detector
-        from facegate.service_build import detector_options
+        from facegate.detectors.registry import create_detector
 
         cfg = state["config"]
-        options: dict[str, Any] = dict(detector_options(cfg))  # as FaceEngine builds it for the daemon
-        if cfg.detector.variant is not None:
-            options["variant"] = cfg.detector.variant
-        state["detector"] = build_detector(cfg.detector.backend, **options)
+        # the validated ``detector:`` section is the detector's typed options, as FaceEngine builds it
+        state["detector"] = create_detector(cfg.detector, num_threads=cfg.detector.num_threads)
 
     def embedder(state: dict[str, Any]) -> None:
         from facegate.embedders.registry import build_embedder
@@ -140,7 +137,7 @@ def _stages(video: str | None) -> list[tuple[str, Callable[[dict[str, Any]], Non
         state["pipeline"] = pipeline
 
     return [
-        ("Python interpreter", imports()),
+        ("Python interpreter and this runner (facegate package, json, subprocess, ctypes)", imports()),
         ("numpy", imports("numpy")),
         ("OpenCV", imports("cv2")),
         ("LiteRT", imports("ai_edge_litert.interpreter")),
