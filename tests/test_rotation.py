@@ -21,6 +21,7 @@ from facegate.enrollment import enroll_photos
 from facegate.errors import NoFaceError
 from facegate.images import load_image
 from facegate.orientation import (
+    CONFIDENT_UPRIGHT,
     SCREEN_MARGIN,
     UpsideDownFaceError,
     detect_any_orientation,
@@ -288,3 +289,30 @@ def test_screen_scores_stay_well_within_the_margin(shared_data: Path) -> None:
             full = max((d.score for d in engine.detect(rotate_image(photo, degrees))), default=-1.0)
             worst = max(worst, abs(screen(degrees) - full))
     assert worst < SCREEN_MARGIN / 4, worst
+
+
+def test_no_wrong_reading_is_confident_and_a_confident_face_ends_the_search(shared_data: Path) -> None:
+    """The premise of CONFIDENT_UPRIGHT: every identity photo turned by 90, 180 or 270 degrees and read as
+    it is (a wrong reading) scores below it; and an upright face above it is taken after one reading."""
+    engine = get_engine("mediapipe", "Dlib")
+    confident = CONFIDENT_UPRIGHT["mediapipe"]
+    photos = sorted((shared_data / "identities").rglob("*.jpg"))
+    scores = []
+    for path in photos:
+        image = load_image(path)
+        scores.append(max((d.score for d in engine.detect(image)), default=-1.0))
+        for degrees in ROTATIONS:
+            wrong = max((d.score for d in engine.detect(rotate_image(image, degrees))), default=-1.0)
+            assert wrong < confident, f"{path.parent.name}/{path.name} turned {degrees}: {wrong:.3f}"
+    sure = photos[int(np.argmax(scores))]
+    assert max(scores) >= confident
+    counted, screens = _Counted(engine), []
+
+    def screen(degrees: int) -> float:  # a screen that would send every turned reading to the full one
+        screens.append(degrees)
+        return 1.0
+
+    found, at = detect_any_orientation(counted, engine.align, load_image(sure), confident=confident, screen=screen)
+    assert at == 0 and found and counted.calls == 1 and screens == []
+    found, at = detect_any_orientation(counted, engine.align, load_image(sure), screen=screen)
+    assert screens == [90, 270, 180]  # without it every turned reading is looked at

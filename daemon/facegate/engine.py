@@ -29,7 +29,7 @@ from facegate.embedders.registry import build_embedder
 from facegate.errors import ConfigError, ImageError, NoFaceError
 from facegate.gallery.outliers import OutlierPolicy
 from facegate.gallery.store import SqliteGallery
-from facegate.orientation import detect_any_orientation, rotate_image
+from facegate.orientation import CONFIDENT_UPRIGHT, detect_any_orientation, rotate_image
 from facegate.types import AlignedFace, Box, Embedding, FaceDetection, FloatArray, ImageBGR
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,8 @@ class FaceEngine:
             return detect_any_orientation(self.detect, self.align, image)
         work, factor = detection_copy(image)
         upright = [_scaled_detection(d, factor) for d in self.detector.detect(work)]
-        return detect_any_orientation(self.detect, self.align, image, upright=upright, screen=self._screen(work))
+        return detect_any_orientation(self.detect, self.align, image, upright=upright, screen=self._screen(work),
+                                      confident=CONFIDENT_UPRIGHT.get(self.detector.name))
 
     def _screen(self, work: ImageBGR) -> Callable[[int], float]:
         """Best detector score of ``work`` turned by some degrees, for screening turned readings.
