@@ -8,13 +8,17 @@ that implements a name only when that name is asked for) so importing facegate l
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from facegate.errors import ConfigError
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 T = TypeVar("T")
+M = TypeVar("M", bound="BaseModel")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,4 +77,24 @@ class Registry(Generic[T]):
 
 Factory = Callable[..., T]
 
-__all__ = ["Factory", "Registry"]
+
+def validate_options(model: type[M], values: Mapping[str, object], *, key: str, key_field: str, context: str) -> M:
+    """``values`` validated by plugin ``key``'s options model ``model`` (whose ``key_field`` names it).
+
+    Raises :class:`ConfigError` starting with ``context`` and naming each unknown or mistyped option."""
+    from pydantic import ValidationError  # the registry itself loads no pydantic
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        problems = []
+        for item in err.errors(include_url=False, include_context=False):
+            option = ".".join(str(part) for part in item["loc"]) or "options"
+            if item["type"] == "extra_forbidden":
+                known = ", ".join(n for n in model.model_fields if n != key_field)
+                problems.append(f"{option!r} is not an option of {key!r} (its options: {known})")
+            else:
+                problems.append(f"{option!r}: {str(item['msg']).removeprefix('Value error, ')}")
+        raise ConfigError(f"{context}: invalid options: {'; '.join(problems)}") from None
+
+__all__ = ["Factory", "Registry", "validate_options"]

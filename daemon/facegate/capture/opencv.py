@@ -33,7 +33,7 @@ import os
 import re
 import socket
 import urllib.parse
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 
@@ -41,6 +41,9 @@ from facegate.capture.base import FrameSource, redact_url
 from facegate.errors import CaptureError, CaptureFatal, ConfigError
 from facegate.images import to_bgr
 from facegate.types import Frame
+
+if TYPE_CHECKING:
+    from facegate.capture.options import OpenCvOptions
 
 logger = logging.getLogger(__name__)
 
@@ -238,4 +241,12 @@ class OpenCvSource(FrameSource):
                 self._cap = None
 
 
-__all__ = ["Backend", "OpenCvSource", "classify", "opencv_has"]
+def build(camera: str, options: OpenCvOptions) -> OpenCvSource:
+    """The registry's factory: the OpenCV source of ``camera`` from its validated options."""
+    return OpenCvSource(camera, device=options.device, path=options.path, url=options.url, pipeline=options.pipeline,
+                        backend=options.api, width=options.width, height=options.height, fps=options.fps,
+                        fourcc=options.fourcc, open_timeout=options.open_timeout,
+                        read_timeout=options.read_timeout, buffer_size=options.buffer_size)
+
+
+__all__ = ["Backend", "OpenCvSource", "build", "classify", "opencv_has"]

@@ -28,7 +28,7 @@ import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -37,6 +37,9 @@ from numpy.typing import NDArray
 from facegate.capture.base import FrameSource
 from facegate.errors import CaptureError, CaptureFatal, ConfigError
 from facegate.types import Frame, ImageBGR
+
+if TYPE_CHECKING:
+    from facegate.capture.options import PicameraOptions
 
 logger = logging.getLogger(__name__)
 
@@ -254,11 +257,21 @@ def _quietly_close(picam2: Any) -> None:
             logger.debug("picamera2 %s failed during close", method, exc_info=True)
 
 
+def build(camera: str, options: PicameraOptions) -> PicameraSource:
+    """The registry's factory: the Pi camera source of ``camera`` from its validated options."""
+    return PicameraSource(camera, camera_num=options.camera_num, lores_size=options.lores_size,
+                          lores_format=options.lores_format, main_size=options.main_size,
+                          main_format=options.main_format, fps=options.fps,
+                          snapshot_from_main=options.snapshot_from_main, buffer_count=options.buffer_count,
+                          hflip=options.hflip, vflip=options.vflip, controls=options.controls)
+
+
 __all__ = [
     "INSTALL_HINT",
     "LoresFormat",
     "MainFormat",
     "PicameraSource",
+    "build",
     "import_picamera2",
     "rgb888_to_bgr",
     "yuv420_to_bgr",

@@ -1,58 +1,69 @@
-"""Frame source names (the YAML ``type:`` of a camera) and a factory from their options.
+"""Frame source names (the YAML ``type:`` of a camera) and a factory from their validated options.
 
-The YAML sources are the options models of :data:`facegate.config.models.CameraSource` (each names its
-``implementation``); this registry is built from them, plus the library-only ``synthetic`` demo source.
-``build_source("door", camera.source)`` takes a validated options model as is;
-``build_source("door", {"type": "opencv", "device": "rtsp://..."})`` or
-``build_source("door", type="replay", path="clip.mp4", pacing="fast")`` take plain keyword arguments of
-the source class (which may go beyond the YAML's), checked against its signature: unknown or missing
-ones raise :class:`~facegate.errors.ConfigError` before anything is opened. Implementations are imported
-only when their name is used, so a machine without picamera2 can build every other source.
+The registry is built from the options models of :mod:`facegate.capture.options` (each the YAML source
+section of its ``type`` extended with the library-only keywords, plus the library-only ``synthetic`` demo
+source), each naming its ``implementation``. ``build_source("door", camera.source)`` takes a validated
+YAML section; ``build_source("door", {"type": "opencv", "device": "rtsp://..."})`` or
+``build_source("door", type="replay", path="clip.mp4", pacing="fast")`` take plain options, validated by
+the options model of their ``type``: an unknown or mistyped one raises
+:class:`~facegate.errors.ConfigError` naming the camera, the source type and the option before anything
+is opened. Implementations are imported only when their name is used, so a machine without picamera2 can
+build every other source.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from pydantic import BaseModel
 
 from facegate.capture.base import FrameSource
-from facegate.config.models import SOURCE_TYPES
+from facegate.capture.options import SOURCE_OPTIONS
+from facegate.config.capture import SourceOptions
 from facegate.errors import ConfigError
-from facegate.registry import Registry
+from facegate.registry import Registry, validate_options
 
-SourceFactory = Callable[..., FrameSource]
+#: what a source's ``implementation`` names: the camera id and its validated options model in, a source
+#: (not yet opened) out; each factory takes its own options model
+SourceFactory = Callable[[str, SourceOptions], FrameSource]
 
 SOURCES: Registry[SourceFactory] = Registry("frame source")
-for _kind, _options in SOURCE_TYPES.items():
+for _kind, _options in SOURCE_OPTIONS.items():
     SOURCES.register_lazy(_kind, _options.implementation)
-#: the bundled demo sequence (``facegate demo``): options of ``demo_source``
-SOURCES.register_lazy("synthetic", "facegate.capture.synthetic:demo_source")
 
 
-def build_source(camera: str, config: Mapping[str, Any] | BaseModel | None = None, /,
-                 **options: Any) -> FrameSource:
-    """Build (not open) the source for ``camera`` from ``type`` plus that type's options.
+def source_options(camera: str, config: Mapping[str, object] | BaseModel | None = None, /,
+                   **options: object) -> SourceOptions:
+    """The validated options model of ``camera``'s source from ``type`` plus that type's options.
 
-    ``config`` (a validated options model, or a mapping) and ``options`` are merged (``options`` win);
-    ``type`` is required. A validated model alone is not re-checked: its fields are the class's keywords.
+    ``config`` (a YAML source section, an options model or a mapping) and ``options`` are merged
+    (``options`` win); ``type`` is required, case-insensitive. An options model of the registry is
+    returned as is; a YAML section is re-validated as its type's options model (same fields, same values).
     """
-    if isinstance(config, BaseModel) and not options:
-        values = config.model_dump()
-        return SOURCES.get(values.pop("type"))(camera, **values)
-    merged: dict[str, Any] = {**(dict(config) if isinstance(config, Mapping) else
-                                 config.model_dump() if config is not None else {}), **options}
-    kind = merged.pop("type", None)
+    if isinstance(config, SourceOptions) and type(config) in SOURCE_OPTIONS.values() and not options:
+        return config
+    base = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
+    values: dict[str, object] = {**base, **options}
+    kind = values.pop("type", None)
     if not isinstance(kind, str):
-        raise ConfigError(f"camera {camera!r}: 'type' is required; valid: {', '.join(SOURCES.names())}")
-    factory = SOURCES.get(kind)
-    try:
-        inspect.signature(factory).bind(camera, **merged)
-    except TypeError as err:
-        raise ConfigError(f"camera {camera!r} ({kind}): {err}") from None
-    return factory(camera, **merged)
+        raise ConfigError(f"camera {camera!r}: 'type' is required; valid: {', '.join(SOURCE_OPTIONS)}")
+    key = kind.casefold()
+    model = SOURCE_OPTIONS.get(key)
+    if model is None:
+        raise ConfigError(f"camera {camera!r}: unknown source type {kind!r}; valid: {', '.join(SOURCE_OPTIONS)}")
+    return validate_options(model, {**values, "type": key}, key=key, key_field="type",
+                            context=f"camera {camera!r} ({key})")
 
 
-__all__ = ["SOURCES", "SourceFactory", "build_source"]
+def create_source(camera: str, options: SourceOptions) -> FrameSource:
+    """The source (not yet opened) of ``camera`` that its validated options name."""
+    return SOURCES.get(options.type)(camera, options)
+
+
+def build_source(camera: str, config: Mapping[str, object] | BaseModel | None = None, /,
+                 **options: object) -> FrameSource:
+    """Build (not open) the source for ``camera``: :func:`source_options`, then its factory."""
+    return create_source(camera, source_options(camera, config, **options))
+
+
+__all__ = ["SOURCES", "SourceFactory", "build_source", "create_source", "source_options"]

@@ -30,13 +30,12 @@ import cv2
 import numpy as np
 
 from facegate.capture.base import EndOfStream, FrameSource
+from facegate.capture.options import Pacing, ReplayOptions
 from facegate.errors import CaptureError, CaptureFatal, ConfigError, ImageError
 from facegate.images import load_image, to_bgr
 from facegate.types import Frame, ImageBGR
 
 logger = logging.getLogger(__name__)
-
-Pacing = Literal["realtime", "fast"]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -345,4 +344,10 @@ class ReplaySource(FrameSource):
         return np.ascontiguousarray(image)
 
 
-__all__ = ["AS_FAST_AS_POSSIBLE", "DEFAULT_IMAGE_FPS", "IMAGE_SUFFIXES", "Pacing", "ReplaySource"]
+def build(camera: str, options: ReplayOptions) -> ReplaySource:
+    """The registry's factory: the replay source of ``camera`` from its validated options."""
+    return ReplaySource(camera, path=options.path, frames=options.frames, pacing=options.pacing, fps=options.fps,
+                        loop=options.loop, width=options.width, height=options.height)
+
+
+__all__ = ["AS_FAST_AS_POSSIBLE", "DEFAULT_IMAGE_FPS", "IMAGE_SUFFIXES", "Pacing", "ReplaySource", "build"]

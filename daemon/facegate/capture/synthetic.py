@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ from facegate.capture.replay import Pacing, ReplaySource
 from facegate.errors import ImageError
 from facegate.images import load_image
 from facegate.types import ImageBGR
+
+if TYPE_CHECKING:
+    from facegate.capture.options import SyntheticOptions
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +211,13 @@ def demo_source(
     return ReplaySource(camera, frames=sequence.frames, pacing=pacing, fps=fps, loop=loop)
 
 
+def build(camera: str, options: SyntheticOptions) -> ReplaySource:
+    """The registry's factory (source type ``synthetic``): :func:`demo_source` from validated options."""
+    return demo_source(camera, pacing=options.pacing, loop=options.loop, people=options.people,
+                       person_frames=options.person_frames, empty_frames=options.empty_frames, fps=options.fps,
+                       seed=options.seed)
+
+
 def write_video(frames: Sequence[ImageBGR], path: str | Path, *, fps: float = 10.0, fourcc: str = "MJPG") -> Path:
     """Encode BGR frames of one size into a video file (``MJPG`` in ``.avi`` or ``mp4v`` in ``.mp4``)."""
     out = Path(path)
@@ -243,6 +254,7 @@ __all__ = [
     "SAMPLES_DIR",
     "DemoSequence",
     "background",
+    "build",
     "demo_frames",
     "demo_source",
     "sample_path",

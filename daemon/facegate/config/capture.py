@@ -28,16 +28,20 @@ from facegate.config.redaction import redact_text
 
 
 class SourceOptions(_Section):
-    """Options of one camera source kind: its ``type`` key, the keyword arguments of its class."""
+    """Options of one camera source kind: its ``type`` key and its settings (the library's options models
+    in :mod:`facegate.capture.options` extend these)."""
 
-    #: the frame source class, ``module:attribute`` (imported on first use)
+    #: the factory, ``module:attribute`` (imported on first use): ``factory(camera, options) -> FrameSource``
     implementation: ClassVar[str]
+
+    # each member narrows it to its own key (the union's discriminator)
+    type: str = Field(description="source kind", json_schema_extra=_CAMERA)
 
 
 class ReplaySource(SourceOptions):
     """Frames from a video file or a folder of images (tests, demos, benchmarks)."""
 
-    implementation: ClassVar[str] = "facegate.capture.replay:ReplaySource"
+    implementation: ClassVar[str] = "facegate.capture.replay:build"
 
     type: Literal["replay"] = Field(default="replay", description="source kind", json_schema_extra=_CAMERA)
     path: ConfigPath = Field(
@@ -65,7 +69,7 @@ class OpencvSource(SourceOptions):
     """A camera opened with OpenCV: a V4L2/USB index or device path, an RTSP/HTTP URL or a GStreamer
     pipeline (e.g. Jetson CSI). Set at most one of device, path, url, pipeline; none means device 0."""
 
-    implementation: ClassVar[str] = "facegate.capture.opencv:OpenCvSource"
+    implementation: ClassVar[str] = "facegate.capture.opencv:build"
 
     type: Literal["opencv"] = Field(default="opencv", description="source kind", json_schema_extra=_CAMERA)
     device: int | None = Field(
@@ -148,7 +152,7 @@ class Picamera2Source(SourceOptions):
     """A Raspberry Pi camera through picamera2/libcamera: inference on the small lores stream, the main
     stream kept for snapshots."""
 
-    implementation: ClassVar[str] = "facegate.capture.picamera:PicameraSource"
+    implementation: ClassVar[str] = "facegate.capture.picamera:build"
 
     type: Literal["picamera2"] = Field(default="picamera2", description="source kind", json_schema_extra=_CAMERA)
     camera_num: int = Field(default=0, ge=0, le=7, description="libcamera camera index", json_schema_extra=_CAMERA)
@@ -185,14 +189,16 @@ class Picamera2Source(SourceOptions):
 
     @model_validator(mode="after")
     def _lores_fits(self) -> Picamera2Source:
-        if self.lores_size[0] > self.main_size[0] or self.lores_size[1] > self.main_size[1]:
+        # the library's options allow no main size (the sensor's own)
+        main = self.main_size
+        if main is not None and (self.lores_size[0] > main[0] or self.lores_size[1] > main[1]):
             raise ValueError("lores_size must not exceed main_size")
         return self
 
 
 #: The one list of YAML camera sources: each options model carries its key (``type``) and its
-#: ``implementation``; ``SOURCE_TYPES`` and the capture registry (``facegate.capture.registry``) are
-#: built from this union, so a new source is one options model added here.
+#: ``implementation``; ``SOURCE_TYPES`` is built from this union, and the capture registry from the
+#: library's extension of each member (``facegate.capture.options``).
 CameraSource = Annotated[ReplaySource | OpencvSource | Picamera2Source, Field(discriminator="type")]
 SOURCE_OPTIONS: tuple[type[SourceOptions], ...] = typing.get_args(typing.get_args(CameraSource)[0])
 SOURCE_TYPES: dict[str, type[SourceOptions]] = {

@@ -14,12 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from pydantic import ValidationError
-
 from facegate.detectors.base import FaceDetector
 from facegate.detectors.options import DEFAULT_DETECTOR, DETECTOR_TYPES, DetectorOptions
 from facegate.errors import ConfigError
-from facegate.registry import Registry
+from facegate.registry import Registry, validate_options
 
 if TYPE_CHECKING:
     from facegate.inference.manifest import ModelZoo
@@ -48,18 +46,8 @@ def detector_options(name: str = DEFAULT_DETECTOR, options: Mapping[str, object]
     values = dict(options or {})
     if "backend" in values:
         raise ConfigError(f"detector {key!r}: invalid options: 'backend' is the detector's name, not an option")
-    try:
-        return model.model_validate({**values, "backend": key})
-    except ValidationError as err:
-        problems = []
-        for item in err.errors(include_url=False, include_context=False):
-            option = ".".join(str(part) for part in item["loc"]) or "options"
-            if item["type"] == "extra_forbidden":
-                known = ", ".join(n for n in model.model_fields if n != "backend")
-                problems.append(f"{option!r} is not an option of {key!r} (its options: {known})")
-            else:
-                problems.append(f"{option!r}: {str(item['msg']).removeprefix('Value error, ')}")
-        raise ConfigError(f"detector {key!r}: invalid options: {'; '.join(problems)}") from None
+    return validate_options(model, {**values, "backend": key}, key=key, key_field="backend",
+                            context=f"detector {key!r}")
 
 
 def create_detector(
