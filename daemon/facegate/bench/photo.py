@@ -9,8 +9,9 @@ Modes, alternated photo by photo in one run so machine load hits them alike:
     the padded pass only when a face touches the border or none was found, every orientation read in
     full (the photo turned by 90, 270 and 180 degrees, downscaled again and detected on);
 ``screened``
-    the default now: the turned orientations screened on the detection copy the upright reading made,
-    read in full only when their score comes near the best face (:mod:`facegate.orientation`);
+    the default now: an upright face BlazeFace is sure of ends the search; otherwise the turned
+    orientations are screened on a small copy of the detection image the upright reading made and read
+    in full only when their score comes near the best face (:mod:`facegate.orientation`);
 ``face_recognition``
     ``face_recognition.face_encodings(load_image_file(path))`` (HOG, one upsampling, 5 points, dlib
     ResNet), or the same calls made on dlib directly when only dlib and the model files are installed.
