@@ -15,8 +15,10 @@ still be cut turned by 90 degrees. Neither check sees everything: BlazeFace also
 upside-down faces, at a lower score, with all its points laid out as if the face were upright. So
 :func:`detect_any_orientation` keeps only faces that pass both checks, reads the image turned by 0, 90,
 270 and 180 degrees and keeps the orientation the detector is most confident about; detections and
-chip transforms are reported in the original image's coordinates. The daemon's frames use
-``cameras[].rotation`` instead, one pass.
+chip transforms are reported in the original image's coordinates. Box-only detectors (MMOD, Haar)
+cannot take part: their eye points are estimated from the box and look upright in any rotation, so the
+engine reads a photo's orientation with the default detector and runs theirs at that rotation
+(:func:`faces_at_rotation`). The daemon's frames use ``cameras[].rotation`` instead, one pass.
 
 The turned readings are screened first when the caller can do it cheaply (the engine: the detector run
 on a small copy of its already downscaled detection image, turned by 90/180/270, instead of turning the
@@ -194,6 +196,14 @@ def _faces_at(detect: Callable[[ImageBGR], list[FaceDetection]],
     return found
 
 
+def faces_at_rotation(detect: Callable[[ImageBGR], list[FaceDetection]],
+                      align: Callable[[ImageBGR, FaceDetection], AlignedFace], image: ImageBGR,
+                      degrees: int) -> Found:
+    """Upright faces of ``image`` read turned by ``degrees`` (an orientation decided elsewhere), in the
+    original image's coordinates; upside-down detections and chips are dropped as in the search."""
+    return _faces_at(detect, align, image, degrees)
+
+
 def _best_score(found: Found) -> float:
     return max((d.score for d, _ in found), default=-1.0)
 
@@ -236,5 +246,5 @@ def detect_any_orientation(detect: Callable[[ImageBGR], list[FaceDetection]],
 
 
 __all__ = ["CONFIDENT_UPRIGHT", "ROTATIONS", "SCREEN_MARGIN", "SEARCH_ORDER", "TURNED_MIN_SCORE", "UpsideDownFaceError",
-           "detect_any_orientation", "is_upright", "rotate_image", "unrotate_detection", "unrotate_face",
-           "upright_in_chip"]
+           "detect_any_orientation", "faces_at_rotation", "is_upright", "rotate_image", "unrotate_detection",
+           "unrotate_face", "upright_in_chip"]

@@ -47,6 +47,7 @@ class EdgePaddedDetector(FaceDetector):
         self.pad = float(pad)
         self.always = always
         self.name = inner.name
+        self.tells_orientation = inner.tells_orientation
         self.padded_passes = 0  # how often the second pass ran (benchmarks report it)
 
     def needs_padded_pass(self, plain: list[FaceDetection], shape: tuple[int, ...],

@@ -99,6 +99,8 @@ def _logistic(x: float) -> float:
 class HaarDetector(FaceDetector):
     """Frontal-face Haar cascade with eye-cascade (or box-geometry) eyes."""
 
+    tells_orientation = False
+
     name = "opencv"
 
     def __init__(self, face: ModelManifest, eyes: ModelManifest, *, options: HaarOptions | None = None) -> None:

@@ -210,6 +210,8 @@ def overlaps(a: Rect, b: Rect, iou: float, covered: float) -> bool:
 class MmodDetector(FaceDetector):
     """dlib's CNN face detector on a TFLite network; boxes as dlib reports them."""
 
+    tells_orientation = False
+
     name = "dlib"
 
     def __init__(self, manifest: ModelManifest, *, num_threads: int = 1, options: MmodOptions | None = None) -> None:
