@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from facegate.atomic_file import atomic_write
 from facegate.errors import ConfigError
 
 # the discovery's log name, as before this part moved out of facegate.events.homeassistant
@@ -44,18 +43,11 @@ def load_announced(path: Path | None) -> dict[str, dict[str, Any]]:
 
 
 def save_announced(path: Path, components: Mapping[str, Mapping[str, Any]]) -> None:
-    """Atomic write (temp file in the same directory, fsync, rename)."""
+    """Written with :func:`facegate.atomic_file.atomic_write`; an unwritable path is a ConfigError."""
     text = json.dumps({"version": 1, "components": components}, indent=1, sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text.encode("utf-8"))
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {err}") from err
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from facegate.atomic_file import atomic_write
 from facegate.errors import GalleryError
 from facegate.gallery.records import ApplyOutcome, PersonRecord
 
@@ -82,24 +82,11 @@ def export_gallery(
     )
     text = document.model_dump_json()
     if isinstance(destination, (str, os.PathLike)):
-        _write_atomic(Path(destination), text)
+        atomic_write(Path(destination), text.encode("utf-8"))
     else:
         destination.write(text)
     logger.info("exported %d people from %s", len(document.people), gallery.path)
     return len(document.people)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_source(source: str | os.PathLike[str] | IO[str] | IO[bytes]) -> str | bytes:
