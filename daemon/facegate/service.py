@@ -41,6 +41,7 @@ from facegate.errors import CaptureFatal, FacegateError
 from facegate.events.mqtt import JsonLinesSink, MqttPublisher
 from facegate.events.payloads import STATUS_DEGRADED, StatsPayload
 from facegate.events.topics import Topics
+from facegate.file_pages import WarmRelease, release_file_pages
 from facegate.memory import release_free_memory
 from facegate.service_build import (
     build_analyzer,
@@ -71,6 +72,9 @@ EXIT_FATAL = 5
 
 #: how often the frame loop re-evaluates camera health
 HEALTH_INTERVAL_S = 0.2
+#: seconds after READY (and after a rebuild) when the file pages of the first frames are unmapped
+#: (:class:`facegate.file_pages.WarmRelease`): by then frames have run through every stage
+WARM_RELEASE_S = 5.0
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Service:
         stdout: TextIO | None = None,
         lossless: bool = False,
         on_event: Callable[[FaceEvent], None] | None = None,
+        warm_release_s: float = WARM_RELEASE_S,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -114,6 +119,7 @@ class Service:
         self.counters = ServiceCounters()
         self.ready_timeout_s = READY_TIMEOUT_S
         self._last_health = 0.0
+        self.warm_release = WarmRelease(warm_release_s)
         self._build()
         self.health = DeviceHealth(self.topics, self.publisher)
 
@@ -264,6 +270,8 @@ class Service:
             if now - self._last_health >= HEALTH_INTERVAL_S:
                 self._last_health = now
                 self.check_camera_health(now)
+                if self.warm_release.poll(now, self.ready_at) is not None:
+                    release_free_memory()
             if now - self._last_stats >= self.config.stats.interval_s:
                 self._last_stats = now
                 self.publish_stats()
@@ -359,6 +367,8 @@ class Service:
                 self.runner.start()
             if self.discovery is not None:
                 self.discovery.set_cameras({c.id: c.name for c in new.cameras if c.enabled})
+        if rebuild:
+            self.warm_release.rearm(time.monotonic())
         if self.publisher is not None and new.mqtt != old.mqtt:
             # SIGHUP (mqtt is never remotely settable): in place, queued events kept; the connection
             # settings wait for a restart (the publisher names them)
@@ -425,6 +435,7 @@ def run_service(config: FacegateConfig, *, config_path: Path | None, stdout: Tex
         logger.error("%s", err)
         return EXIT_FATAL
     release_free_memory()  # model loading's transient buffers, before the threads start
+    release_file_pages()  # imports' and model loading's file pages (no worker thread runs yet)
     service.install_signal_handlers()
     return service.run()
 
@@ -432,6 +443,7 @@ def run_service(config: FacegateConfig, *, config_path: Path | None, stdout: Tex
 __all__ = [
     "HEALTH_INTERVAL_S",
     "READY_TIMEOUT_S",
+    "WARM_RELEASE_S",
     "Service",
     "gate_config",
     "mqtt_settings",

@@ -127,7 +127,7 @@ def _daemon_config(root: Path, video: str | None) -> Path:
     return config
 
 
-def bench_daemon_process(video: str | None = None, seconds: float = 12.0) -> list[ServiceBenchRow]:
+def bench_daemon_process(video: str | None = None, seconds: float = 20.0) -> list[ServiceBenchRow]:
     """Cold start to READY and resident memory of a real ``facegate run`` process (no broker: spooling).
 
     The daemon replays ``video`` (or the synthetic demo frames) in a loop at the file's frame rate.

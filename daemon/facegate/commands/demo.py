@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from facegate.capture.synthetic import demo_frames, sample_path, write_image_folder
     from facegate.enrollment import enroll_photos
     from facegate.face_confirm import release_second_detectors
+    from facegate.file_pages import release_file_pages
     from facegate.memory import release_free_memory, tune_allocator
     from facegate.service import Service
     from facegate.types import FaceEvent
@@ -70,11 +71,13 @@ def run(args: argparse.Namespace) -> int:
         config = demo_config(state_dir, frames_dir, args.broker, args.device_id)
         events: list[FaceEvent] = []
         service = Service(config, stdout=sys.stdout, lossless=True, on_event=events.append)
+        release_file_pages()  # before enrolment adds its second-opinion detector on top (the peak)
         outcome = enroll_photos(service.gallery, service.engine, "barack_obama", "Barack Obama",
                                 [("obama.jpg", sample_path("obama.jpg"))])
         # the replay needs neither enrolment's second-opinion detector (~25 MB) nor its freed buffers
         release_second_detectors()
         release_free_memory()
+        release_file_pages()  # no worker thread runs before service.run()
         sys.stderr.write(f"enrolled Barack Obama from obama.jpg: {outcome.photos[0].status}; replaying "
                          f"{frame_count} frames (obama2.jpg, then biden.jpg)\n")
         service.install_signal_handlers()
