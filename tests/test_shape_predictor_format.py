@@ -55,17 +55,18 @@ def test_the_shipped_file_stores_compact_dtypes_and_keeps_them_in_memory() -> No
     weights = ShapePredictorWeights.load(_shipped_path())
     for name, accepted in NPZ_ARRAYS.items():
         assert getattr(weights, name).dtype in [np.dtype(a) for a in accepted], name
-    # the thresholds stay int8 in memory (a quarter of float32), the leaves are widened at load
-    assert weights.split_thresh.dtype == np.int8 and weights.leaf_values.dtype == np.float32
-    np.testing.assert_array_equal(weights.leaf_values, np.load(_shipped_path())["leaf_values"].astype(np.float32))
+    # the thresholds stay int8 in memory (a quarter of float32) and the leaves float16 (half)
+    assert weights.split_thresh.dtype == np.int8 and weights.leaf_values.dtype == np.float16
+    np.testing.assert_array_equal(weights.leaf_values, np.load(_shipped_path())["leaf_values"])
     assert _shipped_path().stat().st_size < 3_000_000
 
 
-def test_int8_thresholds_in_memory_predict_exactly_what_float32_ones_do(samples_dir: Path,
-                                                                        astronaut_bgr: ImageBGR) -> None:
+def test_int8_thresholds_and_float16_leaves_in_memory_predict_exactly_what_float32_ones_do(
+        samples_dir: Path, astronaut_bgr: ImageBGR) -> None:
     compact = ShapePredictorWeights.load(_shipped_path())
     widened = ShapePredictorWeights(compact.initial_shape, compact.split_idx, compact.split_thresh.astype(np.float32),
-                                    compact.leaf_values, compact.anchor_idx, compact.deltas)
+                                    compact.leaf_values.astype(np.float32), compact.anchor_idx, compact.deltas)
+    assert ShapePredictor(compact)._widen is not None and ShapePredictor(widened)._widen is None
     lm = ShapePredictorLandmarker()
     images = [load_image(samples_dir / n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")]
     checked = 0
