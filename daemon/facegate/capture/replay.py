@@ -71,7 +71,12 @@ class _VideoReader(_Reader):
 
     def open(self, position: int) -> None:
         self.close()
-        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        # One decoder thread: ffmpeg's default (one per core, each with its own frame buffers) costs 1.4 MB
+        # more on 640x360 and buys nothing while replay paces frames at the file's rate for one inference
+        # thread. OpenCV before 4.6 has no such property (then ffmpeg's default).
+        threads = getattr(cv2, "CAP_PROP_N_THREADS", None)
+        params = [threads, 1] if threads is not None else []
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
             raise CaptureError(f"{self.path}: cannot be opened as a video")
