@@ -29,7 +29,9 @@ _MAX_VECTOR_B64 = (4 * MAX_DIM + 2) // 3 * 4
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    # defer_build: validators are built on the first command, not at import (memory of a daemon that
+    # never receives one)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False, defer_build=True)
 
 
 class Command(_Strict):

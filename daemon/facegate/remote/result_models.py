@@ -41,7 +41,8 @@ class FieldErrorPayload(BaseModel):
     """One field-level problem: ``loc`` is a dotted path into the command (``photos[0].image``,
     ``patch.recognition.threshold``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True,
+                              defer_build=True)
 
     loc: str = Field(max_length=512)
     msg: str = Field(max_length=1024)
@@ -49,7 +50,8 @@ class FieldErrorPayload(BaseModel):
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True,
+                              defer_build=True)
 
 
 class ErrorPayload(_Out):
@@ -195,7 +197,7 @@ class FleetMessage(BaseModel):
     """Retained on ``<prefix>/fleet/<fleet_id>/gallery/<person_id>``: one person's record, signed with the
     fleet secret. A deleted person is a tombstone record (``deleted``, no embeddings)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     schema_version: Literal[1] = 1
     origin: str = Field(pattern=ID_PATTERN, description="device that published this message")
