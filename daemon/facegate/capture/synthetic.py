@@ -11,7 +11,7 @@ Everything is seeded, so the same arguments give bit-identical frames on one mac
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,7 +141,7 @@ class _SensorNoise:
         return np.asarray(noisy, dtype=np.uint8)
 
 
-def demo_frames(
+def iter_demo_frames(
     people: Sequence[str | Path] = ("obama.jpg", "biden.jpg"),
     *,
     size: tuple[int, int] = (640, 360),
@@ -149,21 +149,16 @@ def demo_frames(
     empty_frames: int = 8,
     face_height: float = 0.42,
     noise: float = 3.0,
-    fps: float = 10.0,
     seed: int = 0,
-) -> DemoSequence:
-    """Each person in ``people`` for ``person_frames`` frames, each followed by ``empty_frames`` empty ones.
-
-    ``size`` is ``(W, H)``; faces are about ``face_height * H`` pixels tall, near the frame centre.
-    """
+) -> Iterator[tuple[ImageBGR, str | None]]:
+    """The frames of :func:`demo_frames` one at a time, each with its label (the person's photo stem or
+    None), so a caller writing them to disk never holds the sequence (46 frames of 640x360: 32 MB)."""
     if person_frames < 1 or empty_frames < 0 or not people:
         raise ValueError("need at least one person and one frame per person")
     rng = np.random.default_rng(seed)
     width, height = size
     wall = background(size, rng)
     sensor = _SensorNoise(rng, size, noise)
-    frames: list[ImageBGR] = []
-    labels: list[str | None] = []
     for person in people:
         path = sample_path(person)
         photo = load_image(path)
@@ -181,18 +176,35 @@ def demo_frames(
             canvas = wall.copy()
             cv2.warpAffine(photo, matrix, (width, height), dst=canvas, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_TRANSPARENT)
-            frames.append(sensor.apply(canvas, float(gain)))
-            labels.append(path.stem)
+            yield sensor.apply(canvas, float(gain)), path.stem
         for dx, dy, zoom, roll, gain in _motion(rng, empty_frames):
             matrix = cv2.getRotationMatrix2D((width / 2.0, height / 2.0), float(roll) * 0.3, float(zoom))
             matrix[0, 2] += dx
             matrix[1, 2] += dy
             shaken = np.asarray(cv2.warpAffine(wall, matrix, (width, height), flags=cv2.INTER_LINEAR,
                                                borderMode=cv2.BORDER_REFLECT), dtype=np.uint8)
-            frames.append(sensor.apply(shaken, float(gain)))
-            labels.append(None)
-    logger.debug("built %d demo frames of %dx%d from %s", len(frames), width, height, list(people))
-    return DemoSequence(frames=tuple(frames), labels=tuple(labels), fps=fps)
+            yield sensor.apply(shaken, float(gain)), None
+
+
+def demo_frames(
+    people: Sequence[str | Path] = ("obama.jpg", "biden.jpg"),
+    *,
+    size: tuple[int, int] = (640, 360),
+    person_frames: int = 15,
+    empty_frames: int = 8,
+    face_height: float = 0.42,
+    noise: float = 3.0,
+    fps: float = 10.0,
+    seed: int = 0,
+) -> DemoSequence:
+    """Each person in ``people`` for ``person_frames`` frames, each followed by ``empty_frames`` empty ones.
+
+    ``size`` is ``(W, H)``; faces are about ``face_height * H`` pixels tall, near the frame centre.
+    """
+    pairs = list(iter_demo_frames(people, size=size, person_frames=person_frames, empty_frames=empty_frames,
+                                  face_height=face_height, noise=noise, seed=seed))
+    logger.debug("built %d demo frames of %dx%d from %s", len(pairs), size[0], size[1], list(people))
+    return DemoSequence(frames=tuple(f for f, _ in pairs), labels=tuple(label for _, label in pairs), fps=fps)
 
 
 def demo_source(
@@ -237,7 +249,7 @@ def write_video(frames: Sequence[ImageBGR], path: str | Path, *, fps: float = 10
     return out
 
 
-def write_image_folder(frames: Sequence[ImageBGR], folder: str | Path, *, suffix: str = ".png") -> list[Path]:
+def write_image_folder(frames: Iterable[ImageBGR], folder: str | Path, *, suffix: str = ".png") -> list[Path]:
     """Write frames as ``frame_00000<suffix>`` ... into ``folder`` (created); returns the paths in order."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -257,6 +269,7 @@ __all__ = [
     "build",
     "demo_frames",
     "demo_source",
+    "iter_demo_frames",
     "sample_path",
     "write_image_folder",
     "write_video",

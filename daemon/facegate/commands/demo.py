@@ -51,7 +51,7 @@ def demo_config(state_dir: Path, frames_dir: Path, broker: str, device_id: str) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegate.capture.synthetic import demo_frames, sample_path, write_image_folder
+    from facegate.capture.synthetic import iter_demo_frames, sample_path, write_image_folder
     from facegate.enrollment import enroll_photos
     from facegate.face_confirm import release_second_detectors
     from facegate.file_pages import release_file_pages
@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="facegate-demo-") as tmp:
         state_dir = Path(args.state_dir) if args.state_dir else Path(tmp) / "state"
         frames_dir = Path(tmp) / "frames"
-        sequence = demo_frames(("obama2.jpg", "biden.jpg"))
-        write_image_folder(sequence.frames, frames_dir)
-        frame_count = len(sequence)
-        del sequence  # 46 frames of 640x360 (32 MB): the daemon replays them from the folder
+        # one frame at a time: the sequence (46 frames of 640x360, 32 MB) was the demo's peak; the daemon
+        # replays them from the folder
+        frame_count = len(write_image_folder((f for f, _ in iter_demo_frames(("obama2.jpg", "biden.jpg"))),
+                                             frames_dir))
         config = demo_config(state_dir, frames_dir, args.broker, args.device_id)
         events: list[FaceEvent] = []
         service = Service(config, stdout=sys.stdout, lossless=True, on_event=events.append)
