@@ -96,17 +96,40 @@ def _stages(video: str | None) -> list[tuple[str, Callable[[dict[str, Any]], Non
         from facegate.bench.service import _frames
 
         if video:
-            capture = cv2.VideoCapture(video, cv2.CAP_FFMPEG)
+            threads = getattr(cv2, "CAP_PROP_N_THREADS", None)  # as the daemon's replay opens it
+            capture = cv2.VideoCapture(video, cv2.CAP_FFMPEG, [threads, 1] if threads is not None else [])
             if not capture.isOpened():
                 raise FileNotFoundError(video)
-            state["capture"] = capture
             state["fps"] = capture.get(cv2.CAP_PROP_FPS) or 25.0
-            state["next"] = lambda: _read(capture)
+
+            def rewind() -> Callable[[], Any]:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, 0.0)
+                return lambda: _read(capture)
         else:
             images, fps = _frames(None)
             state["fps"] = fps
-            state["next"] = iter(images).__next__
+
+            def rewind() -> Callable[[], Any]:
+                return iter(images).__next__
+        state["rewind"] = rewind
+        state["next"] = rewind()
         state["first"] = state["next"]()
+
+    def run_frames(state: dict[str, Any], first: Any) -> None:
+        from facegate.types import Frame
+
+        pipeline, image, step = state["pipeline"], first, 1.0 / state["fps"]
+        for _ in range(FRAMES):
+            if image is None:
+                break
+            index = state.get("index", 0)
+            state["index"] = index + 1
+            pipeline.step(Frame(image=image, camera="bench", index=index, monotonic=index * step,
+                                wall=1_700_000_000.0 + index * step))
+            try:
+                image = state["next"]()
+            except StopIteration:
+                image = None
 
     def frames(state: dict[str, Any]) -> None:
         import tempfile
@@ -115,26 +138,27 @@ def _stages(video: str | None) -> list[tuple[str, Callable[[dict[str, Any]], Non
         from facegate.matcher import Matcher
         from facegate.pipeline import Pipeline
         from facegate.service_build import gate_config, tracker_config, voting_config
-        from facegate.types import Frame
 
-        cfg, embedder, step = state["config"], state["embedder"], 1.0 / state["fps"]
-        with tempfile.TemporaryDirectory() as tmp:
-            gallery = SqliteGallery(Path(tmp) / "gallery.sqlite3", model_id=embedder.model_id)
-            matcher = Matcher(gallery, embedder.model_id, metric="euclidean", threshold=embedder.thresholds)
-            pipeline = Pipeline(state["detector"], state["aligner"], embedder, matcher, gates=gate_config(cfg),
-                                decision_config=voting_config(cfg), tracker_config=tracker_config(cfg))
-            image = state.pop("first")
-            for index in range(FRAMES):
-                if image is None:
-                    break
-                pipeline.step(Frame(image=image, camera="bench", index=index, monotonic=index * step,
-                                    wall=1_700_000_000.0 + index * step))
-                try:
-                    image = state["next"]()
-                except StopIteration:
-                    image = None
-            gallery.close()
-        state["pipeline"] = pipeline
+        cfg, embedder = state["config"], state["embedder"]
+        state["tmp"] = tmp = tempfile.TemporaryDirectory()  # kept for the next stage, cleaned up after it
+        gallery = SqliteGallery(Path(tmp.name) / "gallery.sqlite3", model_id=embedder.model_id)
+        state["gallery"] = gallery
+        matcher = Matcher(gallery, embedder.model_id, metric="euclidean", threshold=embedder.thresholds)
+        state["pipeline"] = Pipeline(state["detector"], state["aligner"], embedder, matcher,
+                                     gates=gate_config(cfg), decision_config=voting_config(cfg),
+                                     tracker_config=tracker_config(cfg))
+        run_frames(state, state.pop("first"))
+
+    def release(state: dict[str, Any]) -> None:
+        from facegate.file_pages import release_file_pages
+        from facegate.memory import release_free_memory
+
+        release_free_memory()
+        release_file_pages()  # as the daemon does 5 s after READY
+        state["next"] = state["rewind"]()
+        run_frames(state, state["next"]())
+        state.pop("gallery").close()
+        state.pop("tmp").cleanup()
 
     return [
         ("Python interpreter and this runner (facegate package, json, subprocess, ctypes)", imports()),
@@ -152,6 +176,7 @@ def _stages(video: str | None) -> list[tuple[str, Callable[[dict[str, Any]], Non
         ("replay opened, first frame decoded (ffmpeg)" if video
          else "replay: the synthetic demo frames generated (held in memory)", open_video),
         (f"up to {FRAMES} frames decoded and through the pipeline", frames),
+        ("clean file pages unmapped (facegate.file_pages), then the frames again", release),
     ]
 
 
