@@ -322,6 +322,8 @@ class Service:
             self.discovery.set_people(people)
         if self.presence is not None:
             self.presence.set_people(people)
+        # an enrolment ran the photo decoder and the second-opinion detector: their pages, 5 s from now
+        self.warm_release.rearm(time.monotonic())
 
     def stats_payload(self) -> StatsPayload:
         return stats_payload(self.stats, self.runner, uptime_s=time.monotonic() - self._started,
