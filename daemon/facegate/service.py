@@ -37,12 +37,13 @@ from facegate.capture.health import CameraStatus
 from facegate.capture.runner import CaptureRunner
 from facegate.config.models import FacegateConfig
 from facegate.config.state_dir import require_state_dir
-from facegate.errors import CaptureFatal, FacegateError
+from facegate.errors import CaptureFatal, FacegateError, ModelNotInstalledError
 from facegate.events.mqtt import JsonLinesSink, MqttPublisher
 from facegate.events.payloads import STATUS_DEGRADED, StatsPayload
 from facegate.events.topics import Topics
 from facegate.file_pages import WarmRelease, release_file_pages
 from facegate.memory import release_free_memory
+from facegate.model_check import require_models
 from facegate.service_build import (
     build_analyzer,
     build_capture,
@@ -129,6 +130,8 @@ class Service:
         paths = cfg.paths
         images.set_max_pixels(cfg.security.max_image_pixels)
         require_state_dir(paths.state_dir)
+        # a build-on-demand model the wheel leaves out: refused with how to build it, before anything starts
+        require_models(cfg)
         self.topics = Topics(cfg.device.device_id, prefix=cfg.mqtt.prefix,
                              discovery_prefix=cfg.homeassistant.discovery_prefix)
         self.engine = build_engine(cfg)
@@ -347,6 +350,9 @@ class Service:
         Live keys (thresholds, margins, votes, gates, stats interval, log level) need no rebuild; a
         changed ``mqtt`` section goes to :meth:`MqttPublisher.update_config` (no reconnect).
         """
+        # before anything changes, so the running models stay: cheap (manifests only), and done on every
+        # change because a reload without the remote module diffs the re-read file against itself
+        require_models(new)
         old = self.config
         self.config = new
         if new.logging.level != old.logging.level:
@@ -412,7 +418,12 @@ class Service:
             logger.error("reload failed, keeping the running configuration: %s", err)
             sdnotify.ready("reload failed")
             return
-        self.apply_config(result.config, frozenset(rebuild))
+        try:
+            self.apply_config(result.config, frozenset(rebuild))
+        except ModelNotInstalledError as err:  # refused by require_models before anything changed
+            logger.error("reload not applied, keeping the running configuration: %s", err)
+            sdnotify.ready("reload failed")
+            return
         sdnotify.ready("reloaded")
 
     # ------------------------------------------------------------------ shutdown

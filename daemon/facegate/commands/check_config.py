@@ -2,8 +2,9 @@
 
 Prints ``OK`` and a summary of the effective configuration (the YAML plus stored runtime overrides;
 secrets redacted), or every error as ``FILE:LINE:COLUMN: key: problem``. Exit 0 when valid, 2 when not.
-An unusable state directory (not a directory, not writable) is an error, a warning with --no-secrets
-(a file meant for another machine).
+An unusable state directory (not a directory, not writable) or a model the configuration needs that is
+not installed (the build-on-demand ``mtcnn``/``mediapipe_full`` detectors, liveness's FaceMesh) is an
+error, a warning with --no-secrets (a file meant for another machine).
 """
 
 from __future__ import annotations
@@ -65,9 +66,17 @@ def run(args: argparse.Namespace) -> int:
     if state_problem is not None and args.secrets:
         return _fail(args, [{"loc": "state_dir", "msg": state_problem, "type": "state_dir"}],
                      [f"{args.file}: {state_problem}"])
+    from facegate.model_check import missing_models
+
+    # models are this machine's too: an error here, a warning for a file meant for another machine
+    missing = missing_models(config)
+    if missing and args.secrets:
+        return _fail(args, [{"loc": m.loc, "msg": m.msg, "type": "model_not_installed"} for m in missing],
+                     [f"{args.file}: {m}" for m in missing])
     warnings = [f"runtime override not applied: {e}" for e in dropped] + _warnings(config, args.secrets)
     if state_problem is not None:
         warnings.append(f"{state_problem} (on this machine)")
+    warnings += [f"{m} (on this machine)" for m in missing]
     keys = [{"key": k.path, "effect": k.effect} for k in runtime_settable_keys()] if args.runtime_keys else None
     if args.json:
         out: dict[str, Any] = {"ok": True, "file": args.file, "warnings": warnings, "config": redacted_dump(config)}

@@ -1,7 +1,8 @@
 """``facegate doctor [--config FILE]``: checks models, TFLite runtime, cameras and the broker.
 
 Prints one line per check (OK / WARN / FAIL), including which variants of each model family are
-installed (the wheel leaves the fp32 reference variants out), then the disk the install takes: facegate's
+installed (the wheel leaves the fp32 reference variants and the non-default mtcnn, mediapipe_full and
+facemesh models out: those are listed as buildable), then the disk the install takes: facegate's
 share and each runtime package's. Exits 0 when nothing failed, 5 otherwise.
 """
 
@@ -46,8 +47,10 @@ def _check_models(rows: list[list[str]]) -> None:
 
 
 def variant_rows(zoo: Any) -> list[list[str]]:
-    """One row per model family: its installed variants (default marked) and missing reference variants."""
-    from facegate.inference.reference_models import REFERENCE_MODELS, how_to_get
+    """One row per model family: its installed variants (default marked) and missing build-on-demand
+    variants; a family the wheel leaves out entirely (``mtcnn``, ``mediapipe_full``, ``facemesh``) and
+    nothing has built is listed as not installed, buildable."""
+    from facegate.inference.reference_models import ON_DEMAND_FAMILIES, REFERENCE_MODELS, how_to_get
 
     families: dict[tuple[str, str], list[Any]] = {}
     for manifest in sorted(zoo.all(), key=lambda m: (m.kind, m.family.casefold(), m.variant)):
@@ -60,6 +63,11 @@ def variant_rows(zoo: Any) -> list[list[str]]:
             if ref.kind == kind and ref.family.casefold() == family.casefold() and ref.variant not in variants:
                 detail += f"; {ref.variant} not installed, buildable: {how_to_get(ref)}"
         rows.append(["OK", f"variants {kind} {family}", detail])
+    installed = {(kind, family.casefold()) for kind, family in families}
+    for ref in ON_DEMAND_FAMILIES:
+        # MTCNN's R- and O-Net are part of the mtcnn row; an optional backend missing is no failure
+        if not ref.part_of and (ref.kind, ref.family.casefold()) not in installed:
+            rows.append(["OK", f"variants {ref.kind} {ref.family}", f"not installed, buildable: {how_to_get(ref)}"])
     return rows
 
 
@@ -130,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         except FacegateError as err:
             rows.append(["FAIL", "config", str(err)])
         else:
+            from facegate.model_check import missing_models
+
+            rows += [["FAIL", f"config {m.loc}", m.msg] for m in missing_models(config)]
             _check_cameras(config, args.timeout, rows)
             _check_broker(config, args.timeout, rows)
     emit_table(["result", "check", "detail"], rows)

@@ -239,7 +239,15 @@ class RuntimeConfig:
             raise ConfigValidationError(types + [e for e in err.errors if e.loc not in wrong]) from None
         if types:
             raise ConfigValidationError(types)
-        return PatchResult(config, diff(self._config, config)), overrides
+        result = PatchResult(config, diff(self._config, config))
+        if {"detector", "liveness"} & result.rebuild:
+            # refused here, before the overlay is written: the rebuild between frames could only fail
+            from facegate.model_check import missing_models
+
+            missing = missing_models(config)
+            if missing:
+                raise ConfigValidationError([FieldError(m.loc, m.msg, "model_not_installed") for m in missing])
+        return result, overrides
 
     def apply(self, patch: Any) -> PatchResult:
         """Validate, store atomically, then switch to the patched config. On any error nothing changes."""

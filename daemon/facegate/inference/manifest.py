@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facegate.errors import ModelError, ModelNotInstalledError
-from facegate.inference.reference_models import find_reference, how_to_get
+from facegate.inference.reference_models import find_by_name, find_reference, how_to_get
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +305,9 @@ class ModelZoo:
         try:
             return self._manifests[name]
         except KeyError:
+            ref = find_by_name(name)
+            if ref is not None:
+                raise ModelNotInstalledError(f"no model manifest named {name!r}: {how_to_get(ref)}") from None
             raise ModelNotInstalledError(
                 f"no model manifest named {name!r}; installed: {', '.join(sorted(self._manifests))}"
             ) from None
