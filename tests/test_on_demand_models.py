@@ -142,8 +142,8 @@ def test_a_remote_patch_naming_a_missing_family_is_refused_and_not_stored(instal
         assert error.loc == loc and error.type == "model_not_installed" and command in error.msg
     assert runtime.config.detector.backend == "mediapipe" and runtime.config.liveness.mode == "off"
     assert not runtime.overrides
-    runtime.apply({"detector": {"backend": "dlib"}})  # an installed one still applies
-    assert runtime.config.detector.backend == "dlib"
+    applied = runtime.apply({"detector": {"backend": "dlib"}})  # an installed one still applies
+    assert applied.config.detector.backend == "dlib" and "detector" in applied.rebuild
 
 
 def test_a_running_daemon_keeps_its_models_when_a_reload_names_a_missing_family(

@@ -340,7 +340,8 @@ def _manifest(name: str, zoo: ModelZoo | None, variant: str | None) -> ModelMani
         raise ModelNotInstalledError(
             f"detector {name!r} is not installed: {not_shipped_reason(name)}. Install a file you have the right "
             f"to use with `facegate models import FILE --as {name}` (.onnx or .tflite), or use 'mediapipe', "
-            "'opencv', 'mtcnn' or 'dlib'"
+            "'opencv' or 'dlib' (or 'mediapipe_full' / 'mtcnn' once built: `facegate models build --only blazeface` / "
+            "`--only mtcnn`)"
         ) from err
 
 
