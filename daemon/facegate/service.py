@@ -348,7 +348,8 @@ class Service:
 
         Components: ``detector``/``embedder`` (models), ``camera`` (capture), ``liveness``, ``analysis``.
         Live keys (thresholds, margins, votes, gates, stats interval, log level) need no rebuild; a
-        changed ``mqtt`` section goes to :meth:`MqttPublisher.update_config` (no reconnect).
+        changed ``mqtt`` section goes to :meth:`MqttPublisher.update_config` (no reconnect). A model
+        ``new`` needs that is not installed raises :class:`ModelNotInstalledError` with nothing changed.
         """
         # before anything changes, so the running models stay: cheap (manifests only), and done on every
         # change because a reload without the remote module diffs the re-read file against itself
