@@ -31,7 +31,7 @@ from tests.fixtures.images import read_bgr
 #: the bound leaves 0.6 MB for code and catches a large model slipping back in (the smaller ones are caught
 #: by the exact file set above)
 WHEEL_UNPACKED_LIMIT = 16_000_000
-#: issue 12: facegate's own installed size, bytecode included, as ``du`` counts it (measured 18.99 MB)
+#: issue 12: facegate's own installed size, bytecode included, as ``du`` counts it (measured 19.02 MB)
 INSTALLED_LIMIT = 20_000_000
 
 
