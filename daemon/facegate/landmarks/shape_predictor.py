@@ -222,12 +222,12 @@ class ShapePredictor:
             px = np.floor(left + norm_pts[:, 0].astype(np.float64) * sx + 0.5).astype(np.int64)
             py = np.floor(top + norm_pts[:, 1].astype(np.float64) * sy + 0.5).astype(np.int64)
             values = _intensities(image, px, py)
-            idx1, idx2, thresh = self._idx1[cascade], self._idx2[cascade], self._thresh[cascade]
+            # every split of every tree decided at once (a few large numpy calls instead of many small
+            # ones per level: ~2x faster), then each tree walks its own decisions
+            go_left = (values.take(self._idx1[cascade]) - values.take(self._idx2[cascade])) > self._thresh[cascade]
             node = np.zeros(self._split_base.shape[0], dtype=np.intp)
             for _ in range(self._depth):
-                flat = self._split_base + node
-                go_left = (values.take(idx1.take(flat)) - values.take(idx2.take(flat))) > thresh.take(flat)
-                node = 2 * node + 2 - go_left
+                node = 2 * node + 2 - go_left.take(self._split_base + node)
             increments = self._leaves[cascade].take(self._leaf_base + node, axis=0)
             if self._widen is not None:
                 increments = self._widen.take(increments)
