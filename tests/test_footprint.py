@@ -102,7 +102,6 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installe
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("installed_wheel")
 def test_wheel_leaves_out_the_build_on_demand_models_and_keeps_every_other_model(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         members = archive.infolist()
@@ -115,7 +114,6 @@ def test_wheel_leaves_out_the_build_on_demand_models_and_keeps_every_other_model
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("installed_wheel")
 def test_installed_facegate_is_within_issue_12s_20_mb(installed: Installed) -> None:
     size = disk_usage([installed.package])
     assert any(installed.package.rglob("*.pyc")), "pip compiles the bytecode, which counts"
@@ -123,7 +121,6 @@ def test_installed_facegate_is_within_issue_12s_20_mb(installed: Installed) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("installed_wheel")
 def test_installed_facegate_runs_the_defaults_and_names_the_build_command_for_the_rest(installed: Installed) -> None:
     photo = str(SAMPLES_DIR / "obama.jpg")
     done = installed.facegate("detect", photo)
@@ -150,7 +147,6 @@ def test_installed_facegate_runs_the_defaults_and_names_the_build_command_for_th
 
 @pytest.mark.slow
 @pytest.mark.convert
-@pytest.mark.xdist_group("installed_wheel")
 def test_models_build_in_an_installed_facegate_rebuilds_the_left_out_families(
     installed: Installed, tmp_path: Path
 ) -> None:
