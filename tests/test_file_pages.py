@@ -13,7 +13,7 @@ import pytest
 
 from facegate.commands.demo import demo_config
 from facegate.engine import FaceEngine
-from facegate.file_pages import WarmRelease, file_mappings, parse_smaps, release_file_pages
+from facegate.file_pages import FileMapping, WarmRelease, file_mappings, parse_smaps, releasable, release_file_pages
 from facegate.images import load_image
 from facegate.service import Service
 from facegate.types import FaceEvent
@@ -59,6 +59,20 @@ def test_smaps_text_gives_file_mappings_and_which_are_clean() -> None:
     assert not relro.clean  # a read-only page that was written (relocations): private now
     assert not data.clean  # writable
     assert parse_smaps("") == []
+
+
+def test_only_regular_files_that_still_exist_are_released(tmp_path: Path) -> None:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"x" * 4096)
+
+    def mapping(name: str) -> FileMapping:
+        return FileMapping(0x1000, 0x2000, "r--p", "00000000", "1", name, 4096, 0)
+
+    assert releasable(mapping(str(path)))
+    # devices (a camera's DMA buffers), memfds and replaced files are left alone
+    for name in ("/dev/zero", "/dmabuf:", "/memfd:frames (deleted)", f"{path} (deleted)", str(tmp_path)):
+        assert not releasable(mapping(name)), name
+    assert not releasable(FileMapping(0x1000, 0x2000, "r--p", "00000000", "1", str(path), 0, 0))  # nothing resident
 
 
 def test_a_clean_mapping_is_unmapped_and_reads_back_the_same(tmp_path: Path) -> None:

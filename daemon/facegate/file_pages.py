@@ -9,8 +9,9 @@ are read. :func:`release_file_pages` drops the clean ones from the process's pag
 file), so the resident set settles at what is really used. The kernel can then reclaim the rest of the
 page cache under pressure without waiting for this process.
 
-Only pages that equal their file can go: a mapping qualifies when it has no write permission and no
-private (copy-on-write) page, per ``/proc/self/smaps``. Discarding a written private page would lose
+Only pages that equal their file can go: a mapping qualifies when it maps a regular file that still
+exists (not a device, a camera's DMA buffer, a memfd or a deleted file) and has no write permission and
+no private (copy-on-write) page, per ``/proc/self/smaps``. Discarding a written private page would lose
 data, so those are never touched. A library being loaded by another thread passes through states that
 look clean for an instant, hence ``since``: while other threads run, only mappings that were already
 there, unchanged and clean, in an earlier reading are released.
@@ -24,6 +25,8 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -84,6 +87,19 @@ def parse_smaps(text: str) -> list[FileMapping]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):  # " (deleted)", "/memfd:...", a name that is not a path
+        return False
+
+
+def releasable(mapping: FileMapping) -> bool:
+    """Whether :func:`release_file_pages` may unmap ``mapping``: clean, resident, a regular file's."""
+    return mapping.clean and mapping.rss_bytes > 0 and _regular_file(mapping.path)
+
+
 def file_mappings() -> tuple[FileMapping, ...]:
     """This process's file-backed mappings now (empty where ``/proc/self/smaps`` is missing)."""
     try:
@@ -120,7 +136,7 @@ def release_file_pages(since: Sequence[FileMapping] | None = None) -> int:
     stable = None if since is None else {m.key for m in since if m.clean}
     released = 0
     for m in file_mappings():
-        if not m.clean or m.rss_bytes == 0 or (stable is not None and m.key not in stable):
+        if not releasable(m) or (stable is not None and m.key not in stable):
             continue
         if madvise(m.start, m.end - m.start, _MADV_DONTNEED) == 0:
             released += m.rss_bytes
@@ -163,4 +179,4 @@ class WarmRelease:
         return released
 
 
-__all__ = ["FileMapping", "WarmRelease", "file_mappings", "parse_smaps", "release_file_pages"]
+__all__ = ["FileMapping", "WarmRelease", "file_mappings", "parse_smaps", "releasable", "release_file_pages"]
