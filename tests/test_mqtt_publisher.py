@@ -477,6 +477,8 @@ def test_update_config_applies_max_event_age_in_place_without_dropping_queued_ev
     for i in range(3):  # decided 3 s ago: live under a 30 s limit
         publisher.publish_event(_decided_ago(f"before-{i}", i, 3.0))
     collector.wait_for(lambda ms: len(ms) >= 3, timeout=20)
+    # received is not yet acknowledged: the spool keeps an event until its PUBACK comes back
+    assert publisher.flush(10) and len(publisher.spool) == 0
 
     broker.stop()
     wait_until(lambda: not publisher.is_connected, 20, "the publisher noticed the outage")
