@@ -4,7 +4,6 @@ mapping holds changes - raw file mappings, the models, and a daemon replay."""
 from __future__ import annotations
 
 import mmap
-import os
 import sys
 from pathlib import Path
 
@@ -154,4 +153,3 @@ def test_daemon_replay_gives_the_same_decisions_after_the_warm_release(tmp_path:
     assert service.warm_release.last_released is not None and service.warm_release.last_released > 0
     assert [e.person_id for e in events if e.type == "recognized"] == ["barack_obama"]
     assert sum(e.type == "unknown" for e in events) == 1
-    assert os.path.isdir(tmp_path / "state")

@@ -22,7 +22,6 @@ Nothing here runs at import; on other systems (no ``/proc/self/smaps``, not glib
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 import os
@@ -30,6 +29,8 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
+
+from facegate.memory import glibc
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +112,10 @@ def file_mappings() -> tuple[FileMapping, ...]:
 
 @functools.cache
 def _madvise() -> Callable[[int, int, int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+    libc = glibc()
+    if libc is None:
         return None
-    try:
-        fn = ctypes.CDLL(name, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
+    fn = libc.madvise
     fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     fn.restype = ctypes.c_int
     return cast("Callable[[int, int, int], int]", fn)

@@ -40,7 +40,9 @@ ARENA_MAX = 2
 
 
 @functools.cache
-def _glibc() -> ctypes.CDLL | None:
+def glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc (the settings here and :mod:`facegate.file_pages` call
+    into it), else None."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
@@ -58,7 +60,7 @@ def tune_allocator() -> bool:
 
     Returns whether they were applied (glibc only).
     """
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return False
     ok = all(libc.mallopt(param, value) == 1 for param, value in (
@@ -74,9 +76,16 @@ def tune_allocator() -> bool:
 def release_free_memory() -> None:
     """Collect garbage and give free heap pages back to the kernel (after start-up, after an enrolment)."""
     gc.collect()
-    libc = _glibc()
+    libc = glibc()
     if libc is not None:
         libc.malloc_trim(0)
 
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "release_free_memory", "tune_allocator"]
+__all__ = [
+    "ARENA_MAX",
+    "MMAP_THRESHOLD_BYTES",
+    "TRIM_THRESHOLD_BYTES",
+    "glibc",
+    "release_free_memory",
+    "tune_allocator",
+]

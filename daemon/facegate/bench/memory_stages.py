@@ -94,10 +94,10 @@ def _stages(video: str | None) -> list[tuple[str, Callable[[dict[str, Any]], Non
         import cv2
 
         from facegate.bench.service import _frames
+        from facegate.capture.replay import open_video_file
 
         if video:
-            threads = getattr(cv2, "CAP_PROP_N_THREADS", None)  # as the daemon's replay opens it
-            capture = cv2.VideoCapture(video, cv2.CAP_FFMPEG, [threads, 1] if threads is not None else [])
+            capture = open_video_file(video)  # as the daemon's replay opens it
             if not capture.isOpened():
                 raise FileNotFoundError(video)
             state["fps"] = capture.get(cv2.CAP_PROP_FPS) or 25.0

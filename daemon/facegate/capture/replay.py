@@ -63,6 +63,17 @@ class _Reader:
         return None
 
 
+def open_video_file(path: str | Path) -> cv2.VideoCapture:
+    """``path`` opened for replay with ffmpeg on one decoder thread (check ``isOpened()``).
+
+    ffmpeg's default, one thread per core each with its own frame buffers, costs 1.4 MB more on 640x360
+    and buys nothing while replay paces frames at the file's rate for one inference thread. OpenCV before
+    4.6 has no such property (then ffmpeg's default).
+    """
+    threads = getattr(cv2, "CAP_PROP_N_THREADS", None)
+    return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [threads, 1] if threads is not None else [])
+
+
 class _VideoReader(_Reader):
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,12 +82,7 @@ class _VideoReader(_Reader):
 
     def open(self, position: int) -> None:
         self.close()
-        # One decoder thread: ffmpeg's default (one per core, each with its own frame buffers) costs 1.4 MB
-        # more on 640x360 and buys nothing while replay paces frames at the file's rate for one inference
-        # thread. OpenCV before 4.6 has no such property (then ffmpeg's default).
-        threads = getattr(cv2, "CAP_PROP_N_THREADS", None)
-        params = [threads, 1] if threads is not None else []
-        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, params)
+        cap = open_video_file(self.path)
         if not cap.isOpened():
             cap.release()
             raise CaptureError(f"{self.path}: cannot be opened as a video")
@@ -355,4 +361,12 @@ def build(camera: str, options: ReplayOptions) -> ReplaySource:
                         loop=options.loop, width=options.width, height=options.height)
 
 
-__all__ = ["AS_FAST_AS_POSSIBLE", "DEFAULT_IMAGE_FPS", "IMAGE_SUFFIXES", "Pacing", "ReplaySource", "build"]
+__all__ = [
+    "AS_FAST_AS_POSSIBLE",
+    "DEFAULT_IMAGE_FPS",
+    "IMAGE_SUFFIXES",
+    "Pacing",
+    "ReplaySource",
+    "build",
+    "open_video_file",
+]

@@ -19,7 +19,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
@@ -84,6 +84,18 @@ def encode_metadata(metadata: Mapping[str, Any] | None) -> str:
     if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
         raise GalleryError(f"person metadata exceeds {MAX_METADATA_BYTES} bytes")
     return text
+
+
+_M = TypeVar("_M", bound=Mapping[str, Any] | None)
+
+
+def check_metadata(value: _M) -> _M:
+    """``value`` unchanged when :func:`encode_metadata` takes it, else ``ValueError`` (pydantic validators)."""
+    try:
+        encode_metadata(value)
+    except GalleryError as err:
+        raise ValueError(str(err)) from err
+    return value
 
 
 def vector_to_blob(vector: FloatArray) -> bytes:
@@ -338,11 +350,7 @@ class PersonRecord(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _check_metadata(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        try:
-            encode_metadata(value)
-        except GalleryError as err:
-            raise ValueError(str(err)) from err
-        return value
+        return check_metadata(value)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> PersonRecord:
@@ -372,6 +380,7 @@ __all__ = [
     "StoredEmbedding",
     "StoredItem",
     "blob_to_vector",
+    "check_metadata",
     "check_vector",
     "encode_metadata",
     "slugify",

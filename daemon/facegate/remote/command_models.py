@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from facegate.errors import GalleryError
-from facegate.gallery.records import MAX_DIM, MAX_NAME_CHARS, PERSON_ID_PATTERN, encode_metadata, validate_name
+from facegate.gallery.records import MAX_DIM, MAX_NAME_CHARS, PERSON_ID_PATTERN, check_metadata, validate_name
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
@@ -119,12 +119,7 @@ class GalleryEnrollCommand(Command):
     @field_validator("metadata")
     @classmethod
     def _check_metadata(cls, value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
-        if value is not None:
-            try:
-                encode_metadata(value)
-            except GalleryError as err:
-                raise ValueError(str(err)) from err
-        return value
+        return check_metadata(value)
 
     @model_validator(mode="after")
     def _something(self) -> GalleryEnrollCommand:
